@@ -53,3 +53,12 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, tiny_model_dir):
     assert proc.stderr.strip().splitlines()[-1] == 'deltalearn: pairs: unknown tier "nope" (ladder has: tiny, tiny-drop1, tiny-drop2)'
     proc = subprocess.run([sys.executable, "-m", "deltalearn.cli", "pairs", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert proc.returncode == 2 and "none.yaml: recipe file not found" in proc.stderr
+
+
+def test_run_dry_run_prints_the_plan_and_the_launch_commands():
+    res = CliRunner().invoke(app, ["run", "recipes/tulu3_qwen3b_over_1.5b.yaml", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "150,000" in res.output and "8.03B" in res.output and "device-hours" in res.output
+    assert "--stage train --condition dpo_qwen3b_over_1.5b" in res.output
+    bad = CliRunner().invoke(app, ["run", "recipes/logreg.yaml", "--dry-run"])
+    assert "for delta studies" in str(bad.exception)  # main() turns it into one line and exit code 2

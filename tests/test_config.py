@@ -42,13 +42,16 @@ def test_every_shipped_recipe_validates():
 
     from deltalearn.config import validate
     from deltalearn.experiments.bold_study import BoldStudy
+    from deltalearn.experiments.delta_study import DeltaStudy
     from deltalearn.experiments.logreg import LogRegStudy
     from deltalearn.train.config import TrainConfig
 
-    kinds = {"pairs": PairsRecipe, "train": TrainConfig, "bold": BoldStudy, "logreg": LogRegStudy}
+    kinds = {"pairs": PairsRecipe, "train": TrainConfig, "bold": BoldStudy, "logreg": LogRegStudy, "delta": DeltaStudy}
     folder = resources.files("deltalearn").joinpath("recipes")
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
-    assert {"cpu_pairs.yaml", "cpu_train.yaml", "paper_train.yaml", "bold.yaml", "bold_demo.yaml"} <= set(names)
+    assert {"cpu_pairs.yaml", "cpu_train.yaml", "paper_train.yaml", "bold.yaml", "bold_demo.yaml", "weak_vs_weaker.yaml",
+            "self_vs_smaller.yaml", "ladder_grid.yaml", "tulu3_qwen3b_over_1.5b.yaml", "tulu3_weak_pairs.yaml",
+            "tulu3_qwen_grid.yaml"} <= set(names)
     for name in names:
         data = yaml.safe_load(folder.joinpath(name).read_text())
         validate(kinds[data["kind"]], data, name)

@@ -102,6 +102,25 @@ def test_resume_after_a_crash_gives_the_same_loss_trajectory(tmp_path, tiny_mode
         assert a["rewards/margin"] == pytest.approx(b["rewards/margin"], abs=1e-6)
 
 
+def test_a_changed_recipe_never_resumes_another_runs_checkpoint(tmp_path, tiny_model_dir, pairs_file, monkeypatch):
+    real_collate, calls = loop_mod.collate, {"n": 0}
+
+    def crashing_collate(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * 3 + 1:
+            raise KeyboardInterrupt
+        return real_collate(*a, **k)
+
+    monkeypatch.setattr(loop_mod, "collate", crashing_collate)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=2))
+    monkeypatch.setattr(loop_mod, "collate", real_collate)
+    with pytest.raises(DeltaError, match=r"run/?: holds a run with different settings \(beta, lr\)"):
+        train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=2, lr=0.02, beta=2.0))
+    # bookkeeping settings may change: the run resumes
+    assert train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=3, tracker="tensorboard"))["resumed_from"] == 2
+
+
 def test_kill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters())

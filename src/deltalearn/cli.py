@@ -232,14 +232,56 @@ def _safe(name: str) -> str:
 
 @app.command()
 def run(
-    recipe: Path = typer.Argument(..., help="A study recipe (kind: bold | logreg)"),
+    recipe: Path = typer.Argument(..., help="A study recipe (kind: bold | delta | logreg)"),
     set_: Optional[list[str]] = SetOpt,
+    stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report"),
+    condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train stage: train only this condition"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""
     from .config import load_yaml, validate
 
     data = load_yaml(recipe)
-    _run_study(validate(_study_class(data.get("kind"), recipe), data, str(recipe), set_))
+    cfg = validate(_study_class(data.get("kind"), recipe), data, str(recipe), set_)
+    if (dry_run or stage != "all" or condition) and cfg.kind != "delta":
+        raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
+    if dry_run:
+        return _print_plan(cfg, str(recipe))
+    if cfg.kind == "delta" and stage != "all":
+        from .experiments.delta_study import run_delta
+
+        run_delta(cfg, console=console, stage=stage, condition=condition)
+        out.print(f"{cfg.name}: stage {stage}{f' ({condition})' if condition else ''} done in {cfg.out_dir}")
+        return
+    _run_study(cfg)
+
+
+def _print_plan(cfg, recipe: str) -> None:
+    from .experiments.plan import plan_study
+
+    try:
+        p = plan_study(cfg, recipe)
+    except ValueError as e:
+        raise DeltaError(f"{recipe}: {e}") from None
+    st = p["settings"]
+    peak = f"{st['peak_tflops']:.0f} TFLOP/s" if st["peak_tflops"] >= 1 else f"{st['peak_tflops'] * 1000:.0f} GFLOP/s measured"
+    t = Table(title=f"{cfg.name}: plan for {p['prompts']:,} prompts on {st['gpus']} x {st['gpu']} "
+                    f"({peak} peak each; MFU assumed {st['generate_mfu']:.0%} generating, {st['train_mfu']:.0%} training)")
+    for c in ("stage", "what", "parameters", "pairs", "tokens", "FLOPs", "device-hours"):
+        t.add_column(c, justify="left" if c in ("stage", "what") else "right")
+    for r in p["rows"]:
+        t.add_row(r["stage"], r["what"], f"{r['params'] / 1e9:.2f}B" if r["params"] else "-" if r["stage"] == "audit" else "? (declare size)",
+                  f"{r['pairs']:,}" if r["pairs"] else "-", f"{r['tokens']:,}",
+                  f"{r['flops']:.2e}" if r["flops"] else "-" if r["stage"] == "audit" else "?",
+                  f"{r['gpu_hours']:.2f}" if r["gpu_hours"] is not None else "-" if r["stage"] == "audit" else "?")
+    out.print(t)
+    total = p["total_gpu_hours"]
+    out.print(f"total: {total:.2f} device-hours = {total / st['gpus']:.2f} h wall on {st['gpus']} x {st['gpu']} (tokens: "
+              f"{st['prompt_tokens']} per prompt + {st['response_tokens']} per answer, assumed)" if total is not None
+              else "total: unknown (declare `size` for every tier and the student)")
+    out.print("\ncommands, in order:")
+    for c in p["commands"]:
+        out.print(f"  {c}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -265,21 +307,38 @@ def report(run_dir: Path = typer.Argument(..., help="A finished study's run dire
 
     if not (run_dir / "results.json").is_file():
         raise DeltaError(f"{run_dir}: no results.json (not a finished study run)")
+    from .experiments.delta_report import delta_report
+
     study = json.loads((run_dir / "results.json").read_text()).get("study", "bold")
-    out.print(f"wrote {(logreg_report if study == 'logreg' else bold_report)(run_dir)}")
+    out.print(f"wrote {({'logreg': logreg_report, 'delta': delta_report}.get(study, bold_report))(run_dir)}")
 
 
 def _study_class(kind, source):
     from .experiments.bold_study import BoldStudy
+    from .experiments.delta_study import DeltaStudy
     from .experiments.logreg import LogRegStudy
 
-    studies = {"bold": BoldStudy, "logreg": LogRegStudy}
+    studies = {"bold": BoldStudy, "delta": DeltaStudy, "logreg": LogRegStudy}
     if kind not in studies:
         raise DeltaError(f'{source}: key "kind": unknown study {kind!r} (studies: {", ".join(studies)})')
     return studies[kind]
 
 
 def _run_study(cfg) -> None:
+    if cfg.kind == "delta":
+        from .experiments.delta_study import run_delta
+
+        s = run_delta(cfg, console=console)
+        t = Table(title=f"{cfg.name}: gain over the student (mean of {', '.join(cfg.eval.gain)})")
+        for c in ("condition", "method", "pairs", "judged delta", "gain (95% CI)"):
+            t.add_column(c, justify="left" if c in ("condition", "method") else "right")
+        for n, r in s["results"].items():
+            a, g = r.get("audit"), r["gain"]
+            t.add_row(n, r["method"], str(r["pairs"]), "-" if not a or a["mean_delta"] is None else f"{a['mean_delta']:+.3f}",
+                      f"{g['mean']:+.3f} ({g['ci95'][0]:+.3f}..{g['ci95'][1]:+.3f})")
+        out.print(t)
+        out.print(f"wrote {cfg.out_dir}/report.md and gain.png in {s['total_seconds']:.0f} s")
+        return
     if cfg.kind == "logreg":
         from .experiments.logreg import run_logreg
 

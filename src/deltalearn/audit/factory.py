@@ -7,7 +7,7 @@ from .judges import PairwiseJudge, RewardModelJudge, RubricJudge, UtilityJudge
 from .utility import UTILITIES, regex_count
 
 NAMES = ("bold_sections, distinct_bold_sections, length_words, length_chars, regex:PATTERN, ifcheck:JSON, "
-         "llm-rubric, llm-pairwise, reward-model")
+         "llm-rubric, llm-pairwise, reward-model, loglik")
 
 
 def make_judge(name: str, *, judge_model: str | None = None, endpoint: str | None = None, batch_size: int = 8):
@@ -34,6 +34,14 @@ def make_judge(name: str, *, judge_model: str | None = None, endpoint: str | Non
         if not judge_model:
             raise DeltaError("judge reward-model needs --judge-model (a sequence-classification model directory or hub id)")
         return RewardModelJudge(judge_model, name=f"reward-model:{judge_model}")
+    if name == "loglik":
+        if not judge_model:
+            raise DeltaError("judge loglik needs --judge-model (a local model: path, hub id or embedded:...)")
+        from ..models import TierSpec, load_model
+        from .judges import LoglikJudge
+
+        loaded = load_model(TierSpec(name="judge", model=judge_model))
+        return LoglikJudge(loaded.model, loaded.tokenizer, name=f"loglik:{judge_model}", batch_size=batch_size)
     raise DeltaError(f"unknown judge {name!r} (judges: {NAMES})")
 
 

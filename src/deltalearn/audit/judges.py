@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable, Literal
 
@@ -184,3 +185,73 @@ class RewardModelJudge:
         if getattr(self.tok, "chat_template", None):
             return self.tok.apply_chat_template(conv, tokenize=False)
         return f"{prompt}\n\n{response}"
+
+
+def novel_mask(ids: list[int], n: int) -> list[bool]:
+    """False for each token that completes an n-gram already seen earlier in the same answer."""
+    seen, out = set(), []
+    for i in range(len(ids)):
+        gram = tuple(ids[max(0, i - n + 1) : i + 1])
+        out.append(i < n - 1 or gram not in seen)
+        seen.add(gram)
+    return out
+
+
+def loglik_score(logps: list[float], ids: list[int], repeat_n: int) -> float | None:
+    """Mean log-prob per token of the answer's novel tokens plus log(novel fraction): a model finds its
+    own loops very likely, so repeated n-grams are taken out of the mean and charged for instead."""
+    if not logps:
+        return None
+    if repeat_n <= 0:
+        return sum(logps) / len(logps)
+    mask = novel_mask(ids, repeat_n)
+    novel = [lp for lp, m in zip(logps, mask) if m]
+    return sum(novel) / len(novel) + math.log(len(novel) / len(logps))
+
+
+class LoglikJudge:
+    """A local model as a likelihood judge: how probable the answer is, per token, given the prompt
+    under the judge model (the CCNet-style perplexity filter, made repetition-aware). No generation,
+    no prompt to parse, so it works with models too small to follow a grading rubric; it favours
+    answers close to the judge's own style, which is why its name carries the judge model."""
+
+    kind = "pointwise"
+
+    def __init__(self, model, tokenizer, *, name: str = "loglik", repeat_n: int = 4, batch_size: int = 4):
+        self.model, self.tok, self.name = model.eval(), tokenizer, name
+        self.repeat_n, self.batch_size = repeat_n, batch_size
+        self.params = sum(p.numel() for p in model.parameters())
+        self.tokens = 0
+        self._memo: dict[tuple[str, str], float | None] = {}  # the same answer recurs across a grid's datasets
+
+    def score(self, items: list[tuple[str, str]]) -> list[float | None]:
+        todo = list(dict.fromkeys(it for it in items if it not in self._memo))
+        for i in range(0, len(todo), self.batch_size):
+            batch = todo[i : i + self.batch_size]
+            for it, s in zip(batch, self._score_batch(batch)):
+                self._memo[it] = s
+        return [self._memo[it] for it in items]
+
+    def _score_batch(self, batch: list[tuple[str, str]]) -> list[float | None]:
+        import torch
+
+        from ..chat import assistant_turn, chat_ids, user_turn
+
+        seqs = []
+        for prompt, response in batch:
+            p = chat_ids(self.tok, user_turn(prompt), add_generation_prompt=True)
+            full = chat_ids(self.tok, user_turn(prompt) + assistant_turn(response))
+            seqs.append((full, len(p)))
+        width = max(len(f) for f, _ in seqs)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        ids = torch.tensor([f + [pad] * (width - len(f)) for f, _ in seqs])
+        mask = torch.tensor([[1] * len(f) + [0] * (width - len(f)) for f, _ in seqs])
+        self.tokens += int(mask.sum())
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0].cpu()
+        out = []
+        for b, (full, start) in enumerate(seqs):
+            resp = full[start:]
+            out.append(loglik_score(logp[b, start - 1 : len(full) - 1].tolist(), resp, self.repeat_n))
+        return out

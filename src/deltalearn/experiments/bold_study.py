@@ -22,6 +22,7 @@ from ..generate.run import GenerateConfig, generate_tier
 from ..io import write_json_atomic, write_jsonl_atomic
 from ..models.spec import EMBEDDED, TierSpec
 from .bold import with_k_sections
+from .common import Stage, train_stage
 
 # condition -> (method, chosen (k, variant), rejected (k, variant))
 CONDITIONS = {
@@ -32,17 +33,6 @@ CONDITIONS = {
     "dpo_3_over_3": ("dpo_norm", (3, 0), (3, 1)),  # zero delta: two different 3-section versions
 }
 PAPER = {"base": 5.9, "sft3": 4.4, "sft2": 2.9, "dpo_3_over_2": 81.1, "dpo_2_over_3": 1.1, "dpo_3_over_3": 6.1}
-
-
-class Stage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    method: str = "dpo_norm"
-    beta: float = 5.0
-    lr: float = 2e-5
-    global_batch_size: int = 8
-    micro_batch_size: int = 1
-    epochs: int = 1
-    max_length: int = 384
 
 
 class BoldStudy(BaseModel):
@@ -79,16 +69,6 @@ def _rows(answers: dict, prompts, chosen: tuple[int, int], rejected: tuple[int, 
     return rows
 
 
-def _train(stage: Stage, model: TierSpec, data: Path, out: Path, seed: int, console) -> Path:
-    from ..train.config import TrainConfig
-    from ..train.loop import train
-
-    cfg = TrainConfig.model_validate({**stage.model_dump(), "preset": "cpu", "model": model.model_dump(), "data": str(data),
-                                      "out_dir": str(out), "seed": seed, "tracker": "none", "name": out.name})
-    train(cfg, console=console)
-    return out / "final"
-
-
 def _eval(model: TierSpec, out: Path, cfg: BoldStudy, console) -> dict:
     from ..evaluate.run import evaluate
 
@@ -115,7 +95,7 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
         t = time.perf_counter()
         rows = _rows(answers, train_prompts, (cfg.warmup_k, 0), (2 if cfg.warmup_k != 2 else 1, 0))
         write_jsonl_atomic(out / "data" / "warmup.jsonl", rows)
-        final = _train(cfg.warmup, cfg.student, out / "data" / "warmup.jsonl", out / "models" / "warmup", cfg.seed, console)
+        final = train_stage(cfg.warmup, cfg.student, out / "data" / "warmup.jsonl", out / "models" / "warmup", cfg.seed, console)
         start = TierSpec(name="warmup", model=str(final))
         times["warmup"] = time.perf_counter() - t
         results["student (no warm-up)"] = None  # not evaluated: it shows no bold headers to amplify
@@ -130,7 +110,7 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
         write_jsonl_atomic(data, rows)
         pair_counts[name] = len(rows)
         t = time.perf_counter()
-        final = _train(stage.model_copy(update={"method": method}), start, data, out / "models" / name, cfg.seed, console)
+        final = train_stage(stage.model_copy(update={"method": method}), start, data, out / "models" / name, cfg.seed, console)
         times[f"train {name}"] = time.perf_counter() - t
         t = time.perf_counter()
         results[name] = _eval(TierSpec(name=name, model=str(final)), out / "eval" / name, cfg, console)

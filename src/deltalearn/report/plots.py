@@ -51,3 +51,22 @@ def bar_with_ci(labels: list[str], means: list[float], cis: list[tuple[float, fl
     ax.set_title(title, fontsize=10)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
     return _save(plt, fig, path)
+
+
+def scatter_with_ci(xs: list[float], ys: list[float], xcis: list, ycis: list, labels: list[str], path: str | Path, *,
+                    title: str, xlabel: str, ylabel: str) -> Path:
+    """Points with both intervals (a None interval draws no bar), each labelled; y = 0 marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for x, y, xc, yc, label in zip(xs, ys, xcis, ycis, labels):
+        xerr = [[x - xc[0]], [xc[1] - x]] if xc else None
+        yerr = [[y - yc[0]], [yc[1] - y]] if yc else None
+        ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color="#4c72b0", ecolor="#9bb0d6", capsize=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.axhline(0, color="#c44e52", ls="--", lw=1, label="student (no training)")
+    ax.axvline(0, color="grey", ls=":", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)

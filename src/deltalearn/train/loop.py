@@ -16,7 +16,7 @@ import yaml
 
 from .. import __version__
 from ..errors import DeltaError
-from ..io import append_jsonl, fingerprint, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..io import append_jsonl, atomic_dir, fingerprint, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models.loading import cache_dir, dir_fingerprint, load_model
 from ..pairs.dataset import load_pairs
 from . import losses as L
@@ -160,6 +160,8 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     start_step = 0
     last = latest_checkpoint(ckpt_root)
     if last is not None:
+        same_config(out, cfg)
+    if last is not None:
         if sharded:
             accelerator.load_state(str(last / "accelerate"))
             scheduler.load_state_dict(torch.load(last / "scheduler.pt", weights_only=True))
@@ -268,8 +270,9 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         state_dict = accelerator.get_state_dict(wrapper) if sharded else None
         if state_dict is not None:
             state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
-        unwrapped.save_pretrained(final_dir, state_dict=state_dict, safe_serialization=True)
-        tok.save_pretrained(final_dir)
+        with atomic_dir(final_dir) as tmp:  # a crash while saving never leaves a half model named final/
+            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            tok.save_pretrained(tmp)
     summary = {
         "deltalearn": __version__, "method": cfg.method, "pairs": len(rows), "usable_pairs": len(pairs),
         "length_policy": {"max_length": cfg.max_length, "policy": cfg.truncation, **length_counts},
@@ -284,6 +287,25 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         return None
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+# Settings that change how a run is logged or saved, not what it computes.
+_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every"}
+
+
+def same_config(out: Path, cfg: TrainConfig) -> bool:
+    """True when `out` holds a run of this config; raises when it holds a run of another one, so a
+    changed recipe never resumes (or reuses) weights trained with different settings."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return False
+    old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    new = cfg.model_dump(mode="json")
+    changed = sorted(k for k in new.keys() - _BOOKKEEPING if old.get(k) != new[k])
+    if changed:
+        raise DeltaError(f"{out}: holds a run with different settings ({', '.join(changed)}); "
+                         "use another out_dir or delete this one")
+    return True
 
 
 def _save(accelerator, sharded, root, step, wrapper, optimizer, scheduler, cfg) -> None:

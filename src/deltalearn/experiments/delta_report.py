@@ -1,0 +1,80 @@
+"""report.md and plots of a finished `kind: delta` study, rebuilt from its results.json alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..io import write_text_atomic
+
+
+def _ci(v: dict | None, key: str = "ci95", fmt: str = "{:+.3f}") -> str:
+    if not v or v.get(key) is None:
+        return "-"
+    lo, hi = v[key]
+    return f"{fmt.format(lo)}..{fmt.format(hi)}"
+
+
+def delta_report(run_dir: str | Path) -> Path:
+    from ..report.plots import bar_with_ci, scatter_with_ci
+
+    run = Path(run_dir)
+    s = json.loads((run / "results.json").read_text())
+    res, cfg = s["results"], s["config"]
+    names = list(res)
+    gain_metrics = ", ".join(cfg["eval"]["gain"])
+    bar_with_ci(names, [res[n]["gain"]["mean"] for n in names], [tuple(res[n]["gain"]["ci95"]) for n in names],
+                run / "gain.png", title=f"Gain over the student: mean of {gain_metrics} (95% CI)", ylabel="gain", baseline=0.0)
+    judged = [n for n in names if res[n].get("audit") and res[n]["audit"]["mean_delta"] is not None]
+    plots = ["![gain per condition](gain.png)"]
+    if len(judged) >= 2:
+        a = [res[n]["audit"] for n in judged]
+        scatter_with_ci([x["mean_delta"] for x in a], [res[n]["gain"]["mean"] for n in judged], [x["ci95"] for x in a],
+                        [res[n]["gain"]["ci95"] for n in judged], judged, run / "gain_vs_delta.png",
+                        title="Gain against the judged delta of the training pairs",
+                        xlabel=f"judged delta, chosen - rejected ({a[0]['judge']})", ylabel="gain over the student")
+        plots.append("![gain against judged delta](gain_vs_delta.png)")
+
+    lines = [f"# {s['name']}: delta learning study", "", cfg.get("description", "").strip(), "",
+             f"Student: `{cfg['student']['name']}` ({cfg['student']['model']}). Every condition is trained from the "
+             f"student on {cfg['prompts'].get('limit') or 'all'} shipped {cfg['prompts'].get('split') or ''} prompts' answers "
+             f"(greedy, up to {cfg['generate']['settings']['max_new_tokens']} new tokens) and evaluated on "
+             f"{', '.join(cfg['eval']['suites'])} (up to {cfg['eval']['limit']} items each).", "",
+             f"Gain = mean over {gain_metrics} of the paired difference to the student (positive = better), with a "
+             "95% bootstrap interval over items.", "",
+             "| condition | method | chosen > rejected | pairs | judged delta (95% CI) | judge agrees | gain (95% CI) |",
+             "|---|---|---|---|---|---|---|"]
+    for n in names:
+        r = res[n]
+        a = r.get("audit")
+        delta = f"{a['mean_delta']:+.3f} ({_ci(a)})" if a and a["mean_delta"] is not None else "-"
+        agree = f"{a['agreement']:.0%}" if a and a.get("agreement") is not None else "-"
+        g = r["gain"]
+        lines.append(f"| {n} | {r['method']} | {r['chosen']} > {r['rejected'] or '(SFT: chosen only)'} | {r['pairs']} | "
+                     f"{delta} | {agree} | {g['mean']:+.3f} ({_ci(g)}) |")
+    metrics = list(s["base"])
+    lines += ["", *plots, "", "## Every metric", "",
+              "Value per model; the paired difference to the student is in brackets, `*` where its 95% interval excludes zero.", "",
+              "| metric | better | student | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for m in metrics:
+        cells = []
+        for n in names:
+            v = res[n]["metrics"].get(m)
+            cells.append("-" if v is None else f"{v['value']:.3f} ({v['diff']:+.3f}{'*' if v['significant'] else ''})")
+        better = next((res[n]["metrics"][m]["better"] for n in names if m in res[n]["metrics"]), "")
+        lines.append(f"| {m} | {better} | {s['base'][m]:.3f} | " + " | ".join(cells) + " |")
+    d, f = cfg["dpo"], cfg["sft"]
+    lines += ["", "## Training", "",
+              f"- DPO-family conditions: beta {d['beta']}, lr {d['lr']}, batch {d['global_batch_size']}, {d['epochs']} epoch, "
+              f"max length {d['max_length']}; SFT: lr {f['lr']}, batch {f['global_batch_size']}, {f['epochs']} epoch. "
+              "Float32 on the CPU (the `cpu` preset for everything else).", "",
+              "| condition | last loss | rewards/chosen | rewards/rejected | reward accuracy |", "|---|---|---|---|---|"]
+    for n in names:
+        t = res[n].get("train") or {}
+        lines.append(f"| {n} | " + " | ".join("-" if t.get(k) is None else f"{t[k]:.3f}"
+                                                for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")) + " |")
+    lines += ["", "## Wall time on this machine", "", "| step | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
+    path = run / "report.md"
+    write_text_atomic(path, "\n".join(lines))
+    return path

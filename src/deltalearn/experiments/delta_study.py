@@ -1,0 +1,330 @@
+"""Studies 2-4 of the paper as one recipe kind, `kind: delta`: weak-vs-weaker, self-vs-smaller and
+the model-ladder grid differ only in which tiers' answers each condition pairs.
+
+prompts -> each needed ladder tier answers them (one resumable cache per tier) -> one preference
+dataset per condition -> its delta judged before training (audit) -> each condition trained from the
+student -> the same offline suites on the student and on every trained model -> paired differences
+to the student with 95% intervals, a gain per condition, report.md and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import permutations
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..config import PromptsConfig
+from ..generate.base import GenerationSettings
+from ..generate.run import GenerateConfig
+from ..io import write_json_atomic
+from ..models.ladder import Ladder, default_ladder
+from ..models.spec import EMBEDDED, TierSpec
+from ..pairs.filters import FilterConfig
+from .common import Stage, train_stage
+from .plan import PlanSettings
+
+Method = Literal["dpo_norm", "dpo", "ipo", "simpo", "sft"]
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    method: Method = "dpo_norm"
+    chosen: str  # a ladder tier name
+    rejected: str | None = None  # SFT may leave it out: it trains on `chosen` only
+    train: dict = Field(default_factory=dict)  # this condition's own training settings (e.g. lr, beta)
+
+    @model_validator(mode="after")
+    def _needs_rejected(self) -> "Condition":
+        if self.method != "sft" and self.rejected is None:
+            raise ValueError(f"condition {self.name!r}: method {self.method} needs `rejected`")
+        return self
+
+
+class Grid(BaseModel):
+    """Every ordered pair of `tiers` (3 tiers: 6 datasets; 7 tiers: the paper's 21, or 42 with both
+    directions). The grid's size is the number of tiers named here."""
+
+    model_config = ConfigDict(extra="forbid")
+    tiers: list[str] | None = None  # default: the whole ladder
+    method: Method = "dpo_norm"
+    directions: Literal["both", "bigger_chosen"] = "both"
+
+
+class AuditStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    judge: str = "loglik"  # any judge of `deltalearn audit`
+    judge_model: str | None = None  # default for loglik: the student itself
+    n: int | None = Field(default=None, gt=0)  # pairs judged per dataset; None = all
+    endpoint: str | None = None
+
+
+class EvalStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    suites: list[str] = Field(default_factory=lambda: ["mc_lite", "ifeval_lite", "overrefusal", "harmful_refusal"])
+    limit: int | None = Field(default=40, gt=0)
+    max_new_tokens: int | None = Field(default=128, gt=0)
+    batch_size: int = Field(default=16, ge=1)
+    # The gain of a condition: the mean over these metrics of its paired difference to the student,
+    # each signed so that positive is better (the paper's "average over benchmarks").
+    gain: list[str] = Field(default_factory=lambda: ["mc_lite.acc_norm", "ifeval_lite.instruction_strict"])
+
+    @model_validator(mode="after")
+    def _gain_in_suites(self) -> "EvalStage":
+        for g in self.gain:
+            if "." not in g or g.split(".", 1)[0] not in self.suites:
+                raise ValueError(f"gain metric {g!r} must be SUITE.METRIC with SUITE one of {self.suites}")
+        return self
+
+
+class DeltaStudy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["delta"] = "delta"
+    name: str = "delta"
+    description: str = ""  # what the study tests and what it does not reproduce; printed in report.md
+    out_dir: str = "runs/delta"
+    answers_dir: str | None = None  # where tiers' answers are cached; share it between studies
+    student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED))
+    ladder: Ladder = Field(default_factory=default_ladder)
+    prompts: PromptsConfig = Field(default_factory=lambda: PromptsConfig(split="train", limit=64))
+    generate: GenerateConfig = Field(default_factory=lambda: GenerateConfig(
+        batch_size=16, settings=GenerationSettings(max_new_tokens=128)))
+    # Answers cut by the token limit are kept: at CPU lengths most long answers are cut.
+    filters: FilterConfig = Field(default_factory=lambda: FilterConfig(drop_truncated=False))
+    conditions: list[Condition] = Field(default_factory=list)
+    grid: Grid | None = None
+    audit: AuditStage | None = Field(default_factory=AuditStage)
+    eval: EvalStage = Field(default_factory=EvalStage)
+    plan: PlanSettings | None = None  # the dry run's assumptions (GPU, throughput, token counts)
+    dpo: Stage = Field(default_factory=lambda: Stage(lr=5e-5))
+    sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5))
+    seed: int = 42
+
+    @field_validator("ladder", mode="before")
+    @classmethod
+    def _named_ladder(cls, v):
+        return default_ladder() if v == "default" else v
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeltaStudy":
+        names = self.ladder.names
+        for c in self.conditions:
+            for t in (c.chosen, c.rejected):
+                if t is not None and t not in names:
+                    raise ValueError(f"condition {c.name!r}: unknown tier {t!r} (ladder has: {', '.join(names)})")
+        for t in (self.grid.tiers or []) if self.grid else []:
+            if t not in names:
+                raise ValueError(f"grid: unknown tier {t!r} (ladder has: {', '.join(names)})")
+        if not self.conditions and self.grid is None:
+            raise ValueError("a delta study needs `conditions`, a `grid`, or both")
+        for c in self.conditions:
+            try:
+                self.stage_for(c)
+            except ValueError as e:
+                raise ValueError(f"condition {c.name!r}: train: {e}") from None
+        seen = [c.name for c in self.all_conditions()]
+        if len(set(seen)) != len(seen) or "base" in seen:
+            raise ValueError(f"condition names must be unique and not 'base': {seen}")
+        return self
+
+    def stage_for(self, c: Condition) -> Stage:
+        base = self.sft if c.method == "sft" else self.dpo
+        return Stage.model_validate({**base.model_dump(), **c.train, "method": c.method})
+
+    def all_conditions(self) -> list[Condition]:
+        return self.conditions + expand_grid(self.grid, self.ladder) if self.grid else list(self.conditions)
+
+
+def expand_grid(grid: Grid, ladder: Ladder) -> list[Condition]:
+    """Ordered tier pairs in ladder order (the ladder lists the strongest first)."""
+    tiers = grid.tiers or ladder.names
+    rank = {n: i for i, n in enumerate(ladder.names)}
+    pairs = [(a, b) for a, b in permutations(tiers, 2) if grid.directions == "both" or rank[a] < rank[b]]
+    return [Condition(name=f"{a}>{b}", method=grid.method, chosen=a, rejected=b) for a, b in pairs]
+
+
+def paired_gain(diffs: dict[str, list[float]], signs: dict[str, float], *, seed: int = 0, n_boot: int = 2000) -> dict:
+    """Mean over metrics of each metric's mean paired difference (signed so that positive is better),
+    with a 95% bootstrap interval resampling the items of every metric independently."""
+    if not diffs or any(not v for v in diffs.values()):
+        return {"mean": float("nan"), "ci95": (float("nan"), float("nan"))}
+    rng = np.random.default_rng(seed)
+    arrays = [signs[m] * np.asarray(v, dtype=float) for m, v in diffs.items()]
+    point = float(np.mean([a.mean() for a in arrays]))
+    boots = np.mean([a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1) for a in arrays], axis=0)
+    return {"mean": point, "ci95": (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)))}
+
+
+def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path) -> tuple[Path, dict]:
+    from ..pairs.dataset import build_pairs, write_pairs
+    from ..pairs.strategies import PairSpec
+
+    if cond.rejected is None:  # SFT on one tier's answers: the rejected column repeats chosen and is never read
+        rows, summary = build_pairs(PairSpec(cond.chosen, cond.chosen), generations, filters.model_copy(update={"drop_identical": False}))
+    else:
+        rows, summary = build_pairs(PairSpec(cond.chosen, cond.rejected), generations, filters)
+    for r in rows:
+        r["label_source"] = f"study:{cond.name}"
+    summary.update(write_pairs(rows, out / "pairs" / cond.name.replace(">", "_over_")))
+    return Path(summary["jsonl"]), summary
+
+
+def _judge(cfg: DeltaStudy):
+    if cfg.audit.judge == "loglik" and cfg.audit.judge_model is None:
+        from ..audit.judges import LoglikJudge
+        from ..models.loading import load_model
+
+        loaded = load_model(cfg.student)
+        return LoglikJudge(loaded.model, loaded.tokenizer, name=f"loglik:{cfg.student.name}")
+    from ..audit.factory import make_judge
+
+    return make_judge(cfg.audit.judge, judge_model=cfg.audit.judge_model, endpoint=cfg.audit.endpoint)
+
+
+def _evaluate(cfg: DeltaStudy, tier: TierSpec, out: Path, console) -> Path:
+    from ..evaluate.run import evaluate
+
+    done = out / "summary.json"
+    if done.is_file() and set(json.loads(done.read_text())["suites"]) >= set(cfg.eval.suites):
+        return out
+    e = cfg.eval
+    evaluate(tier, e.suites, out, limit=e.limit, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
+             seed=cfg.seed, console=console)
+    return out
+
+
+def _differences(base_dir: Path, run_dir: Path, cfg: DeltaStudy) -> tuple[dict, dict]:
+    """Per metric: value, paired difference to the student with its interval; and the gain."""
+    from ..evaluate.run import compare
+    from ..io import read_jsonl
+
+    metrics = {}
+    for row in compare([base_dir, run_dir], seed=cfg.seed):
+        d = row["diffs"][0]
+        metrics[f"{row['suite']}.{row['metric']}"] = {
+            "value": row["values"][1], "base": row["values"][0], "better": row["better"],
+            "diff": d["mean"], "ci95": d["ci95"], "significant": d["significant"]}
+    diffs, signs = {}, {}
+    for g in cfg.eval.gain:
+        suite, metric = g.split(".", 1)
+        base = {r["id"]: r[metric] for r in read_jsonl(base_dir / f"{suite}.jsonl")}
+        other = {r["id"]: r[metric] for r in read_jsonl(run_dir / f"{suite}.jsonl")}
+        diffs[g] = [other[i] - base[i] for i in base if i in other]
+        signs[g] = 1.0 if metrics[g]["better"] == "higher" else -1.0
+    return metrics, paired_gain(diffs, signs, seed=cfg.seed)
+
+
+STAGES = ("all", "data", "train", "eval", "report")
+
+
+def _stem(name: str) -> str:
+    return name.replace(">", "_over_")
+
+
+def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console) -> dict:
+    """Answers, one dataset per condition, and each dataset's judged delta; saved as data.json."""
+    from ..audit.run import audit_pairs
+    from ..generate.prompts import load_prompts
+    from ..generate.run import generate_ladder
+
+    t0, times = time.perf_counter(), {}
+    needed = {t for c in conditions for t in (c.chosen, c.rejected) if t}
+    ladder = Ladder(tiers=[t for t in cfg.ladder.tiers if t.name in needed])
+    p = cfg.prompts
+    prompts = load_prompts(p.source, column=p.column, id_column=p.id_column, category_column=p.category_column,
+                           split=p.split, limit=p.limit)
+    generations, gen_stats = generate_ladder(ladder, prompts, cfg.generate, Path(cfg.answers_dir or out), console=console)
+    times["answers"] = time.perf_counter() - t0
+
+    results = {c.name: {"method": c.method, "chosen": c.chosen, "rejected": c.rejected} for c in conditions}
+    for c in conditions:
+        path, summary = _pairs(c, generations, cfg.filters, out)
+        results[c.name].update(pairs=summary["kept"], data=str(path))
+    if cfg.audit is not None:
+        t = time.perf_counter()
+        judge = _judge(cfg)
+        for c in conditions:
+            if c.rejected is None:
+                continue
+            a = audit_pairs(results[c.name]["data"], judge, n=cfg.audit.n, seed=cfg.seed, out_dir=out / "audit" / _stem(c.name))
+            if "mean_delta" not in a and a.get("n"):  # a pairwise judge: +1 agree, 0 tie, -1 reversal
+                a["mean_delta"], a["mean_delta_ci95"] = a["agreement"] - a["reversals"], None
+            results[c.name]["audit"] = {"judge": a["judge"], "mean_delta": a.get("mean_delta"), "ci95": a.get("mean_delta_ci95"),
+                                        "agreement": a.get("agreement"), "sampled": a["sampled"]}
+        del judge
+        times["audit"] = time.perf_counter() - t
+    data = {"results": results, "generation": gen_stats, "seconds": times}
+    write_json_atomic(out / "data.json", data)
+    return data
+
+
+def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: str | None = None) -> dict | None:
+    """Run the whole study (`all`) or one stage of it: `data` (answers, pairs, audit), `train` (every
+    condition, or only `condition`: the stage to launch under `accelerate launch` on many GPUs),
+    `eval` (the student and every trained condition) or `report`. Each stage resumes what is done."""
+    from ..errors import DeltaError
+
+    if stage not in STAGES:
+        raise DeltaError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    conditions = cfg.all_conditions()
+    if condition is not None:
+        if stage != "train":
+            raise DeltaError("--condition selects what one train stage trains; the other stages take every condition")
+        if condition not in [c.name for c in conditions]:
+            raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)})")
+        conditions = [c for c in conditions if c.name == condition]
+    write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
+    t0 = time.perf_counter()
+    if stage in ("all", "data"):
+        data = _data_stage(cfg, cfg.all_conditions(), out, console)
+    elif (out / "data.json").is_file():
+        data = json.loads((out / "data.json").read_text())
+    else:
+        raise DeltaError(f"{out}: no data.json; run the data stage first (deltalearn run RECIPE --stage data)")
+    results, times = data["results"], dict(data["seconds"])
+
+    if stage in ("all", "train"):
+        for c in conditions:
+            train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / _stem(c.name), cfg.seed, console)
+    if stage in ("data", "train"):
+        return None
+    if stage in ("all", "eval"):
+        _evaluate(cfg, cfg.student, out / "eval" / "base", console)
+        for c in conditions:
+            final = out / "models" / _stem(c.name) / "final"
+            if not (final.parent / "summary.json").is_file():
+                raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
+            _evaluate(cfg, TierSpec(name=_stem(c.name), model=str(final)), out / "eval" / _stem(c.name), console)
+
+    # Collect what is on disk into results.json (also after a staged run).
+    base_dir = out / "eval" / "base"
+    for c in conditions:
+        train_summary = json.loads((out / "models" / _stem(c.name) / "summary.json").read_text())
+        last = train_summary.get("last") or {}
+        results[c.name]["train"] = {k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")}
+        times[f"train {c.name}"] = train_summary["seconds"]
+        run_dir = out / "eval" / _stem(c.name)
+        results[c.name]["metrics"], results[c.name]["gain"] = _differences(base_dir, run_dir, cfg)
+    for name in ["base", *(_stem(c.name) for c in conditions)]:
+        ev = json.loads((out / "eval" / name / "summary.json").read_text())
+        times[f"eval {name}"] = sum(s["seconds"] for s in ev["suites"].values())
+    base = json.loads((base_dir / "summary.json").read_text())["suites"]
+    summary = {
+        "study": "delta", "name": cfg.name, "results": {c.name: results[c.name] for c in conditions},
+        "base": {f"{s}.{m}": v["mean"] for s, info in base.items() for m, v in info["metrics"].items()},
+        "generation": data["generation"], "seconds": {k: round(v, 1) for k, v in times.items()},
+        "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
+        "config": cfg.model_dump(mode="json"),
+    }
+    write_json_atomic(out / "results.json", summary)
+    from .delta_report import delta_report
+
+    delta_report(out)
+    return summary
