@@ -63,6 +63,7 @@ def test_reward_accuracy_rises_on_a_learnable_preference(tmp_path, tiny_model_di
         assert key in hist[-1]
     final = tmp_path / "run" / "final"
     assert (final / "model.safetensors").is_file() and (final / "tokenizer_config.json").is_file()
+    assert json.loads((final / "config.json").read_text())["use_cache"] is True  # generation from it keeps its KV cache
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["method"] == "dpo_norm"
 
 

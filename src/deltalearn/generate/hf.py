@@ -42,6 +42,7 @@ class HFBackend:
             top_k=None,
             pad_token_id=tok.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
+            use_cache=True,  # a config saved by a training run may say False; without the KV cache decoding is ~7x slower
         )
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         results = []

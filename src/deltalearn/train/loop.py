@@ -270,6 +270,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         state_dict = accelerator.get_state_dict(wrapper) if sharded else None
         if state_dict is not None:
             state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
+        unwrapped.config.use_cache = True  # off for training only; a saved model should decode with its KV cache
         with atomic_dir(final_dir) as tmp:  # a crash while saving never leaves a half model named final/
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             tok.save_pretrained(tmp)
