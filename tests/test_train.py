@@ -200,7 +200,8 @@ def test_logits_are_never_materialised_for_the_whole_batch(tmp_path, tiny_model_
     assert shapes and all(len(s) == 2 and s[0] <= 16 for s in shapes), [s for s in shapes if len(s) != 2 or s[0] > 16]
 
 
-def test_fused_head_equals_the_checkpointed_head(tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("keep_bytes", [0, 2**24])  # recompute the softmax in backward, or keep it from forward
+def test_fused_head_equals_the_checkpointed_head(tiny_model_dir, monkeypatch, keep_bytes):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from deltalearn.train import logprobs
@@ -209,12 +210,17 @@ def test_fused_head_equals_the_checkpointed_head(tiny_model_dir, monkeypatch):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     mb = collate(tokenize_dataset(tok, synthetic_pairs(4)), tok.pad_token_id)
     results = []
+    kept = []
+    real_apply = logprobs.HeadLogps.apply
+    monkeypatch.setattr(logprobs.HeadLogps, "apply", lambda *a: kept.append(a[-1]) or real_apply(*a))
     for plain in (True, False):
         monkeypatch.setattr(logprobs, "_plain_head", lambda head, plain=plain: plain)
         model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-        sums, lens = logprobs.response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5)
+        sums, lens = logprobs.response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5,
+                                             keep_bytes=keep_bytes)
         (sums * torch.arange(1, 9)).sum().backward()  # different weights per row
         results.append((sums.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert kept == [keep_bytes]
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-6)
     for n in results[0][1]:
         torch.testing.assert_close(results[0][1][n], results[1][1][n], atol=1e-5, rtol=1e-4, msg=n)
@@ -271,3 +277,14 @@ def test_gradient_checkpointing_gives_the_same_trajectory(tmp_path, tiny_model_d
     b = read_jsonl(tmp_path / "ckpt" / "metrics.jsonl")
     assert [round(r["loss"], 5) for r in a] == [round(r["loss"], 5) for r in b]
     assert a[-1]["grad_norm"] == pytest.approx(b[-1]["grad_norm"], rel=1e-4)
+
+
+def test_freed_memory_is_kept_on_linux_glibc():
+    import platform
+
+    from deltalearn.train.malloc import keep_freed_memory
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+    else:
+        assert keep_freed_memory() is False

@@ -52,6 +52,9 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
     logprob_chunk: int = Field(default=1024, gt=0)
+    # Memory (MB) for keeping the LM head's softmax from forward to backward instead of recomputing
+    # it chunk by chunk; 0 = recompute (never holds [response tokens, vocab] at once).
+    head_keep_mb: int = Field(default=0, ge=0)
 
     save_every: int = Field(default=0, ge=0)  # steps; 0 = only the final model
     keep_checkpoints: int = Field(default=2, ge=1)

@@ -21,36 +21,58 @@ def _causal_lm(model):
 class HeadLogps(torch.autograd.Function):
     """log p(target) = h.W[target] - logsumexp(h.W^T), chunk by chunk, float32 logits.
 
-    Backward needs d/dlogits = g * (onehot(target) - softmax), built in the recomputed logits'
-    own buffer: no zero-filled scatter, no stored log-softmax, one chunk alive at a time."""
+    Backward needs d/dlogits = g * (onehot(target) - softmax), built in the logits' own buffer: no
+    zero-filled scatter, no stored log-softmax. By default one chunk is alive at a time and backward
+    recomputes each chunk's logits; with `keep_bytes` large enough for [response tokens, vocab]
+    float32, forward keeps the softmax instead and backward skips that matmul (one backward only)."""
 
     @staticmethod
-    def forward(ctx, h, weight, targets, chunk: int):
-        out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+    def forward(ctx, h, weight, targets, chunk: int, keep_bytes: int = 0):
+        n, vocab = h.shape[0], weight.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=h.device)
         lse = torch.empty_like(out)
-        for s in range(0, h.shape[0], chunk):
-            logits = torch.mm(h[s : s + chunk], weight.t()).float()
+        keep = (any(ctx.needs_input_grad[:2]) and weight.dtype == torch.float32 and h.dtype == torch.float32
+                and n * vocab * 4 <= keep_bytes)
+        probs = torch.empty(n, vocab, dtype=torch.float32, device=h.device) if keep else None
+        for s in range(0, n, chunk):
+            if keep:
+                logits = torch.mm(h[s : s + chunk], weight.t(), out=probs[s : s + chunk])
+            else:
+                logits = torch.mm(h[s : s + chunk], weight.t()).float()
             lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
             out[s : s + chunk] = logits.gather(1, targets[s : s + chunk, None])[:, 0] - lse[s : s + chunk]
-        ctx.save_for_backward(h, weight, targets, lse)
-        ctx.chunk = chunk
+            if keep:
+                logits.sub_(lse[s : s + chunk, None]).exp_()  # the softmax, in place
+        ctx.save_for_backward(h, weight, targets, lse, *(() if probs is None else (probs,)))
+        ctx.chunk, ctx.kept, ctx.used = chunk, keep, False
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, weight, targets, lse = ctx.saved_tensors
+        h, weight, targets, lse, *kept = ctx.saved_tensors
+        if ctx.kept and ctx.used:
+            raise RuntimeError("HeadLogps with kept probabilities supports one backward pass (no retain_graph)")
+        ctx.used = True
         grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        grad_w = None
         for s in range(0, h.shape[0], ctx.chunk):
             hs, g = h[s : s + ctx.chunk], grad_out[s : s + ctx.chunk].float()
-            p = torch.mm(hs, weight.t()).float()
-            p.sub_(lse[s : s + ctx.chunk, None]).exp_().mul_(-g[:, None])  # -g * softmax
+            if ctx.kept:
+                p = kept[0][s : s + ctx.chunk].mul_(-g[:, None])  # -g * softmax
+            else:
+                p = torch.mm(hs, weight.t()).float()
+                p.sub_(lse[s : s + ctx.chunk, None]).exp_().mul_(-g[:, None])  # -g * softmax
             p.scatter_add_(1, targets[s : s + ctx.chunk, None], g[:, None])  # + g * onehot
             if grad_h is not None:
                 grad_h[s : s + ctx.chunk] = torch.mm(p.to(weight.dtype), weight).to(h.dtype)
-            if grad_w is not None:
-                grad_w.addmm_(p.t(), hs.float())
-        return grad_h, (grad_w.to(weight.dtype) if grad_w is not None else None), None, None
+            if ctx.needs_input_grad[1]:
+                if grad_w is None:
+                    grad_w = torch.mm(p.t(), hs.float())
+                else:
+                    grad_w.addmm_(p.t(), hs.float())
+        if ctx.needs_input_grad[1] and grad_w is None:
+            grad_w = torch.zeros_like(weight, dtype=torch.float32)
+        return grad_h, (grad_w.to(weight.dtype) if grad_w is not None else None), None, None, None
 
 
 def _plain_head(head) -> bool:
@@ -65,7 +87,8 @@ def _can_use_head_only(lm) -> bool:
     return getattr(cfg, "final_logit_softcapping", None) is None and getattr(cfg, "logit_scale", None) in (None, 1.0)
 
 
-def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 1024,
+                   keep_bytes: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (sum of response-token log-probs [rows], response token count [rows]) in float32."""
     lm = _causal_lm(model)
     target_mask = loss_mask[:, 1:].bool()
@@ -76,7 +99,7 @@ def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 102
         h = hidden[:, :-1][target_mask]  # [N, H]: only positions that predict a response token
         head = lm.get_output_embeddings()
         if _plain_head(head):
-            token_logps = HeadLogps.apply(h, head.weight, targets, chunk)
+            token_logps = HeadLogps.apply(h, head.weight, targets, chunk, keep_bytes)
             sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
             return sums, target_mask.sum(1).float()
 
@@ -103,10 +126,11 @@ class ResponseLogps(torch.nn.Module):
     """The policy as one module whose forward returns response log-probs, so DDP / DeepSpeed / FSDP
     wrappers see every forward (their gradient hooks depend on it)."""
 
-    def __init__(self, model, chunk: int = 1024):
+    def __init__(self, model, chunk: int = 1024, keep_bytes: int = 0):
         super().__init__()
         self.model = model
         self.chunk = chunk
+        self.keep_bytes = keep_bytes
 
     def forward(self, input_ids, attention_mask, loss_mask):
-        return response_logps(self.model, input_ids, attention_mask, loss_mask, self.chunk)
+        return response_logps(self.model, input_ids, attention_mask, loss_mask, self.chunk, self.keep_bytes)

@@ -25,6 +25,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .flops import matmul_peak, model_shape, train_flops
 from .logprobs import ResponseLogps
+from .malloc import keep_freed_memory
 from .refcache import compute_reference, load_reference, save_reference
 
 
@@ -84,6 +85,8 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     accelerator = Accelerator(gradient_accumulation_steps=accum, cpu=on_cpu,
                               mixed_precision="bf16" if cfg.dtype == "bfloat16" else "no")
     main = accelerator.is_main_process
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
     set_seed(cfg.seed)
     out = Path(cfg.out_dir)
     t_start = time.perf_counter()
@@ -140,7 +143,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     model.config.use_cache = False
     model.train()
     shape = model_shape(model.get_base_model() if cfg.lora is not None else model)
-    wrapper = ResponseLogps(model, cfg.logprob_chunk)
+    wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20)
     params = [p for p in wrapper.parameters() if p.requires_grad]
     # The fused kernel updates each tensor in one pass: faster, and no per-tensor temporaries.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
@@ -302,7 +305,9 @@ def same_config(out: Path, cfg: TrainConfig) -> bool:
         return False
     old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     new = cfg.model_dump(mode="json")
-    changed = sorted(k for k in new.keys() - _BOOKKEEPING if old.get(k) != new[k])
+    # A key missing from an older run's config is a setting added since, which that run had at its default.
+    fields = type(cfg).model_fields
+    changed = sorted(k for k in new.keys() - _BOOKKEEPING if old.get(k, fields[k].default) != new[k])
     if changed:
         raise DeltaError(f"{out}: holds a run with different settings ({', '.join(changed)}); "
                          "use another out_dir or delete this one")
