@@ -158,3 +158,13 @@ def test_the_gpu_recipes_validate_and_plan(capsys):
     assert sum(r["stage"] == "train" for r in grid["rows"]) == 21
     weak = [r for r in plans["tulu3_weak_pairs.yaml"]["rows"] if r["stage"] == "train"]
     assert [r["what"] for r in weak] == ["dpo_qwen3b_over_1.5b", "dpo_qwen1.5b_over_0.5b", "dpo_llama3b_over_1b"]
+
+
+def test_grid_plot_labels_drop_the_common_tier_prefix():
+    from deltalearn.experiments.delta_report import short_labels
+
+    res = {"qwen2.5-72b>qwen2.5-32b": {"chosen": "qwen2.5-72b", "rejected": "qwen2.5-32b"},
+           "sft_a": {"chosen": "qwen2.5-7b", "rejected": None}}
+    assert short_labels(res) == {"qwen2.5-72b>qwen2.5-32b": "72b>32b", "sft_a": "sft_a"}
+    res = {"m>m-drop2": {"chosen": "m", "rejected": "m-drop2"}}
+    assert short_labels(res) == {"m>m-drop2": "full>drop2"}

@@ -15,6 +15,21 @@ def _ci(v: dict | None, key: str = "ci95", fmt: str = "{:+.3f}") -> str:
     return f"{fmt.format(lo)}..{fmt.format(hi)}"
 
 
+def short_labels(res: dict) -> dict[str, str]:
+    """Plot labels: a grid condition `A>B` loses the tiers' common name prefix (qwen2.5-72b>qwen2.5-32b
+    -> 72b>32b; the bare prefix itself reads `full`); named conditions keep their names."""
+    import os
+
+    tiers = sorted({t for r in res.values() for t in (r["chosen"], r["rejected"]) if t})
+    prefix = os.path.commonprefix(tiers) if len(tiers) > 1 else ""
+
+    def short(t: str) -> str:
+        return t[len(prefix):].strip("-_.") or "full"
+
+    return {n: f"{short(r['chosen'])}>{short(r['rejected'])}" if n == f"{r['chosen']}>{r['rejected']}" else n
+            for n, r in res.items()}
+
+
 def delta_report(run_dir: str | Path) -> Path:
     from ..report.plots import bar_with_ci, scatter_with_ci
 
@@ -22,15 +37,16 @@ def delta_report(run_dir: str | Path) -> Path:
     s = json.loads((run / "results.json").read_text())
     res, cfg = s["results"], s["config"]
     names = list(res)
+    label = short_labels(res)
     gain_metrics = ", ".join(cfg["eval"]["gain"])
-    bar_with_ci(names, [res[n]["gain"]["mean"] for n in names], [tuple(res[n]["gain"]["ci95"]) for n in names],
+    bar_with_ci([label[n] for n in names], [res[n]["gain"]["mean"] for n in names], [tuple(res[n]["gain"]["ci95"]) for n in names],
                 run / "gain.png", title=f"Gain over the student: mean of {gain_metrics} (95% CI)", ylabel="gain", baseline=0.0)
     judged = [n for n in names if res[n].get("audit") and res[n]["audit"]["mean_delta"] is not None]
     plots = ["![gain per condition](gain.png)"]
     if len(judged) >= 2:
         a = [res[n]["audit"] for n in judged]
         scatter_with_ci([x["mean_delta"] for x in a], [res[n]["gain"]["mean"] for n in judged], [x["ci95"] for x in a],
-                        [res[n]["gain"]["ci95"] for n in judged], judged, run / "gain_vs_delta.png",
+                        [res[n]["gain"]["ci95"] for n in judged], [label[n] for n in judged], run / "gain_vs_delta.png",
                         title="Gain against the judged delta of the training pairs",
                         xlabel=f"judged delta, chosen - rejected ({a[0]['judge']})", ylabel="gain over the student")
         plots.append("![gain against judged delta](gain_vs_delta.png)")

@@ -25,7 +25,8 @@ def delta_histogram(deltas: list[float], path: str | Path, *, title: str, xlabel
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pairs")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.15)  # room for the labels at the edges
     return _save(plt, fig, path)
 
 
@@ -57,7 +58,7 @@ def scatter_with_ci(xs: list[float], ys: list[float], xcis: list, ycis: list, la
                     title: str, xlabel: str, ylabel: str) -> Path:
     """Points with both intervals (a None interval draws no bar), each labelled; y = 0 marked."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=120)
     for x, y, xc, yc, label in zip(xs, ys, xcis, ycis, labels):
         xerr = [[x - xc[0]], [xc[1] - x]] if xc else None
         yerr = [[y - yc[0]], [yc[1] - y]] if yc else None
@@ -68,5 +69,6 @@ def scatter_with_ci(xs: list[float], ys: list[float], xcis: list, ycis: list, la
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.15)  # room for the labels at the edges
     return _save(plt, fig, path)
