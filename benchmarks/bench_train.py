@@ -41,7 +41,7 @@ def make_pairs(n: int, max_new_tokens: int) -> Path:
     return out / "pairs" / "smollm2-135m__over__smollm2-135m-drop2.jsonl"
 
 
-def worker(name: str, data: str, batch: int, max_length: int, out_dir: str) -> dict:
+def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head_keep_mb: int | None = None) -> dict:
     import torch
 
     from deltalearn.models import TierSpec, load_model
@@ -56,8 +56,9 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str) -> d
         from deltalearn.train.config import TrainConfig
         from deltalearn.train.loop import train
 
+        extra = {} if head_keep_mb is None else {"head_keep_mb": head_keep_mb}
         cfg = TrainConfig.model_validate({"preset": "cpu", "data": data, "out_dir": out_dir, "global_batch_size": batch,
-                                          "max_length": max_length, "tracker": "none"})
+                                          "max_length": max_length, "tracker": "none", **extra})
         summary = train(cfg)
         mfu = summary["mean_mfu"]
     else:
@@ -87,11 +88,13 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--configs", nargs="+", default=CONFIGS)
+    ap.add_argument("--head-keep-mb", type=int, help="ours: override the cpu preset's head_keep_mb")
     ap.add_argument("--worker")
     ap.add_argument("--data")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.data, args.batch, args.max_length, str(ROOT / "runs" / f"bench-{args.worker}"))))
+        print(json.dumps(worker(args.worker, args.data, args.batch, args.max_length, str(ROOT / "runs" / f"bench-{args.worker}"),
+                                args.head_keep_mb)))
         return
     data = make_pairs(args.pairs, args.max_new_tokens)
     results = {c: [] for c in args.configs}
@@ -102,8 +105,11 @@ def main() -> None:
             if cache.exists():
                 for f in (cache / "refcache").glob("*"):
                     f.unlink()
-            proc = subprocess.run([sys.executable, __file__, "--worker", c, "--data", str(data), "--batch", str(args.batch),
-                                   "--max-length", str(args.max_length)], capture_output=True, text=True, env=env)
+            cmd = [sys.executable, __file__, "--worker", c, "--data", str(data), "--batch", str(args.batch),
+                   "--max-length", str(args.max_length)]
+            if args.head_keep_mb is not None:
+                cmd += ["--head-keep-mb", str(args.head_keep_mb)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 sys.exit(f"{c} failed:\n{proc.stderr[-3000:]}")
             results[c].append(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -89,6 +89,9 @@ CPU = {
     # One pair per forward: on this CPU the matmuls run as fast as with four (measured), and the
     # activations of one pair keep the peak RSS at half of TRL's (BENCHMARKS.md).
     "logprob_chunk": 256,
+    # Keep the head's softmax for backward (a micro-batch's response positions x 49,152 vocab fit in
+    # 256 MB up to ~1,300 tokens): skips recomputing the head's logits (BENCHMARKS.md).
+    "head_keep_mb": 256,
 }
 PRESETS = {"paper": PAPER, "cpu": CPU}
 
