@@ -170,7 +170,7 @@ def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path)
         rows, summary = build_pairs(PairSpec(cond.chosen, cond.rejected), generations, filters)
     for r in rows:
         r["label_source"] = f"study:{cond.name}"
-    summary.update(write_pairs(rows, out / "pairs" / cond.name.replace(">", "_over_")))
+    summary.update(write_pairs(rows, out / "pairs" / _stem(cond.name)))
     return Path(summary["jsonl"]), summary
 
 
