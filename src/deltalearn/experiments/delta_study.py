@@ -39,6 +39,11 @@ class Condition(BaseModel):
     rejected: str | None = None  # SFT may leave it out: it trains on `chosen` only
     train: dict = Field(default_factory=dict)  # this condition's own training settings (e.g. lr, beta)
 
+    @property
+    def run_name(self) -> str:
+        """Its folder name under pairs/, audit/, models/ and eval/ (grid names hold `>`)."""
+        return self.name.replace(">", "_over_")
+
     @model_validator(mode="after")
     def _needs_rejected(self) -> "Condition":
         if self.method != "sft" and self.rejected is None:
@@ -136,6 +141,11 @@ class DeltaStudy(BaseModel):
         base = self.sft if c.method == "sft" else self.dpo
         return Stage.model_validate({**base.model_dump(), **c.train, "method": c.method})
 
+    def needed_tiers(self) -> list[TierSpec]:
+        """The ladder tiers some condition pairs, in ladder order: only these generate answers."""
+        names = {t for c in self.all_conditions() for t in (c.chosen, c.rejected) if t}
+        return [t for t in self.ladder.tiers if t.name in names]
+
     def all_conditions(self) -> list[Condition]:
         return self.conditions + expand_grid(self.grid, self.ladder) if self.grid else list(self.conditions)
 
@@ -170,7 +180,7 @@ def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path)
         rows, summary = build_pairs(PairSpec(cond.chosen, cond.rejected), generations, filters)
     for r in rows:
         r["label_source"] = f"study:{cond.name}"
-    summary.update(write_pairs(rows, out / "pairs" / _stem(cond.name)))
+    summary.update(write_pairs(rows, out / "pairs" / cond.run_name))
     return Path(summary["jsonl"]), summary
 
 
@@ -222,10 +232,6 @@ def _differences(base_dir: Path, run_dir: Path, cfg: DeltaStudy) -> tuple[dict, 
 STAGES = ("all", "data", "train", "eval", "report")
 
 
-def _stem(name: str) -> str:
-    return name.replace(">", "_over_")
-
-
 def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console) -> dict:
     """Answers, one dataset per condition, and each dataset's judged delta; saved as data.json."""
     from ..audit.run import audit_pairs
@@ -233,8 +239,7 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
     from ..generate.run import generate_ladder
 
     t0, times = time.perf_counter(), {}
-    needed = {t for c in conditions for t in (c.chosen, c.rejected) if t}
-    ladder = Ladder(tiers=[t for t in cfg.ladder.tiers if t.name in needed])
+    ladder = Ladder(tiers=cfg.needed_tiers())
     p = cfg.prompts
     prompts = load_prompts(p.source, column=p.column, id_column=p.id_column, category_column=p.category_column,
                            split=p.split, limit=p.limit)
@@ -251,7 +256,7 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
         for c in conditions:
             if c.rejected is None:
                 continue
-            a = audit_pairs(results[c.name]["data"], judge, n=cfg.audit.n, seed=cfg.seed, out_dir=out / "audit" / _stem(c.name))
+            a = audit_pairs(results[c.name]["data"], judge, n=cfg.audit.n, seed=cfg.seed, out_dir=out / "audit" / c.run_name)
             if "mean_delta" not in a and a.get("n"):  # a pairwise judge: +1 agree, 0 tie, -1 reversal
                 a["mean_delta"], a["mean_delta_ci95"] = a["agreement"] - a["reversals"], None
             results[c.name]["audit"] = {"judge": a["judge"], "mean_delta": a.get("mean_delta"), "ci95": a.get("mean_delta_ci95"),
@@ -292,27 +297,27 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
 
     if stage in ("all", "train"):
         for c in conditions:
-            train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / _stem(c.name), cfg.seed, console)
+            train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / c.run_name, cfg.seed, console)
     if stage in ("data", "train"):
         return None
     if stage in ("all", "eval"):
         _evaluate(cfg, cfg.student, out / "eval" / "base", console)
         for c in conditions:
-            final = out / "models" / _stem(c.name) / "final"
+            final = out / "models" / c.run_name / "final"
             if not (final.parent / "summary.json").is_file():
                 raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
-            _evaluate(cfg, TierSpec(name=_stem(c.name), model=str(final)), out / "eval" / _stem(c.name), console)
+            _evaluate(cfg, TierSpec(name=c.run_name, model=str(final)), out / "eval" / c.run_name, console)
 
     # Collect what is on disk into results.json (also after a staged run).
     base_dir = out / "eval" / "base"
     for c in conditions:
-        train_summary = json.loads((out / "models" / _stem(c.name) / "summary.json").read_text())
+        train_summary = json.loads((out / "models" / c.run_name / "summary.json").read_text())
         last = train_summary.get("last") or {}
         results[c.name]["train"] = {k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")}
         times[f"train {c.name}"] = train_summary["seconds"]
-        run_dir = out / "eval" / _stem(c.name)
+        run_dir = out / "eval" / c.run_name
         results[c.name]["metrics"], results[c.name]["gain"] = _differences(base_dir, run_dir, cfg)
-    for name in ["base", *(_stem(c.name) for c in conditions)]:
+    for name in ["base", *(c.run_name for c in conditions)]:
         ev = json.loads((out / "eval" / name / "summary.json").read_text())
         times[f"eval {name}"] = sum(s["seconds"] for s in ev["suites"].values())
     base = json.loads((base_dir / "summary.json").read_text())["suites"]

@@ -71,7 +71,7 @@ def plan_study(cfg, recipe_path: str) -> dict:
     per_answer = p.prompt_tokens + p.response_tokens
     flops_per_gpu_hour = p.peak_tflops * 1e12 * 3600
     conditions = cfg.all_conditions()
-    needed = [t for t in cfg.ladder.tiers if t.name in {x for c in conditions for x in (c.chosen, c.rejected) if x}]
+    needed = cfg.needed_tiers()
     sizes = {t.name: t.size or local_size(t) for t in needed}
     student = cfg.student.size or local_size(cfg.student)
 
@@ -108,11 +108,9 @@ def plan_study(cfg, recipe_path: str) -> dict:
     commands = [["deltalearn", "run", recipe_path, "--stage", "data"]]
     commands += [[*accel, "run", recipe_path, "--stage", "train", "--condition", c.name] for c in conditions]
     commands += [["deltalearn", "run", recipe_path, "--stage", "eval"]]
-    for name in ["base", *(c.name for c in conditions)] if p.harness else []:
-        model = cfg.student.model if name == "base" else f"{out}/models/{name.replace('>', '_over_')}/final"
-        commands += harness_plan(model, p.harness, f"{out}/harness/{name.replace('>', '_over_')}", gpus=p.gpus)
+    for name in ["base", *(c.run_name for c in conditions)] if p.harness else []:
+        model = cfg.student.model if name == "base" else f"{out}/models/{name}/final"
+        commands += harness_plan(model, p.harness, f"{out}/harness/{name}", gpus=p.gpus)
     commands += [["deltalearn", "report", out]]
     return {"settings": p.model_dump(), "prompts": n_prompts, "rows": rows, "total_gpu_hours": sum(known) if known else None,
-            "unknown_sizes": sorted(n for n in [*(t.name for t in needed), "student"]
-                                    if (sizes.get(n) if n != "student" else student) is None),
             "commands": [shlex.join(c) for c in commands]}
