@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["deltalearn", "trl_default", "trl_precompute"]
+CONFIGS = ["deltalearn", "trl_default", "trl_precompute"]  # also: deltalearn_eager (the cpu preset without torch_compile)
 
 
 def make_pairs(n: int, max_new_tokens: int) -> Path:
@@ -41,6 +41,10 @@ def make_pairs(n: int, max_new_tokens: int) -> Path:
     return out / "pairs" / "smollm2-135m__over__smollm2-135m-drop2.jsonl"
 
 
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head_keep_mb: int | None = None) -> dict:
     import torch
 
@@ -52,15 +56,19 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
     rows = load_pairs(data)
     tokens = sum(tp.tokens for tp in tokenize_dataset(loaded.tokenizer, rows))
     t0 = time.perf_counter()
-    if name == "deltalearn":
+    if name.startswith("deltalearn"):
         from deltalearn.train.config import TrainConfig
         from deltalearn.train.loop import train
 
-        extra = {} if head_keep_mb is None else {"head_keep_mb": head_keep_mb}
+        overrides = {} if head_keep_mb is None else {"head_keep_mb": head_keep_mb}
+        if name == "deltalearn_eager":
+            overrides["torch_compile"] = False
         cfg = TrainConfig.model_validate({"preset": "cpu", "data": data, "out_dir": out_dir, "global_batch_size": batch,
-                                          "max_length": max_length, "tracker": "none", **extra})
+                                          "max_length": max_length, "tracker": "none", **overrides})
         summary = train(cfg)
         mfu = summary["mean_mfu"]
+        extra = {"peak_gflops": summary["matmul_peak_flops"] / 1e9, "compile_seconds": summary["compile_seconds"],
+                 "mfu_steps": [round(h["mfu"], 3) for h in json_lines(Path(out_dir) / "metrics.jsonl")]}
     else:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
@@ -74,10 +82,11 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
         trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=loaded.tokenizer)
         trainer.train()
         mfu = None
+        extra = {}
     seconds = time.perf_counter() - t0
     return {"name": name, "seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "mfu": mfu,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), **extra}
 
 
 def main() -> None:
@@ -105,6 +114,9 @@ def main() -> None:
             if cache.exists():
                 for f in (cache / "refcache").glob("*"):
                     f.unlink()
+                # The matmul peak is measured afresh by each run: this machine's peak drifts by 10-30%
+                # over minutes, and MFU against a peak from another moment would be off by as much.
+                (cache / "matmul_peak.json").unlink(missing_ok=True)
             cmd = [sys.executable, __file__, "--worker", c, "--data", str(data), "--batch", str(args.batch),
                    "--max-length", str(args.max_length)]
             if args.head_keep_mb is not None:
@@ -125,7 +137,7 @@ def main() -> None:
     for col in ("trainer", "seconds", "tokens/s", "peak RSS (MB)", "throughput vs TRL default", "RSS vs TRL default", "MFU"):
         table.add_column(col, justify="left" if col == "trainer" else "right")
     for c, m in med.items():
-        mfu = results[c][0]["mfu"]
+        mfu = statistics.median(r["mfu"] for r in results[c]) if results[c][0]["mfu"] else None
         table.add_row(c, f"{m['seconds']:.0f}", f"{m['tokens_per_s']:.0f}", f"{m['peak_rss_mb']:.0f}",
                       f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "-",
                       f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x" if base else "-",

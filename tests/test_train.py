@@ -13,7 +13,7 @@ from deltalearn.train import loop as loop_mod
 from deltalearn.train.batching import apply_length_policy, tokenize_dataset
 from deltalearn.train.checkpoint import latest_checkpoint, save_checkpoint
 from deltalearn.train.config import TrainConfig
-from deltalearn.train.loop import cosine_with_floor, train
+from deltalearn.train.loop import cosine_with_floor, same_config, train
 from conftest import write_jsonl
 
 
@@ -288,3 +288,53 @@ def test_freed_memory_is_kept_on_linux_glibc():
         assert keep_freed_memory() is True
     else:
         assert keep_freed_memory() is False
+
+
+def test_a_tied_embedding_gets_a_sparse_gradient_that_sums_to_the_dense_one(tiny_model_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from deltalearn.train.batching import collate
+    from deltalearn.train.logprobs import response_logps
+    from deltalearn.train.speedups import sparse_tied_embedding
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    mb = collate(tokenize_dataset(tok, synthetic_pairs(4)), tok.pad_token_id)
+    assert sparse_tied_embedding(AutoModelForCausalLM.from_pretrained(tiny_model_dir)) is False  # untied: stays dense
+    grads = []
+    for sparse in (False, True):
+        config = AutoConfig.from_pretrained(tiny_model_dir)
+        config.tie_word_embeddings = True
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config)
+        assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+        if sparse:
+            assert sparse_tied_embedding(model) is True
+        for _ in range(2):  # two micro-batches accumulate
+            sums, lens = response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5)
+            (sums / lens).sum().backward()
+        grad = model.get_input_embeddings().weight.grad
+        assert not grad.is_sparse  # AdamW sees a dense gradient
+        grads.append(grad.clone())
+    assert model.get_input_embeddings().sparse
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+
+
+def test_compiled_layers_give_the_same_trajectory_and_compile_before_step_one(tmp_path, tiny_model_dir, pairs_file):
+    from deltalearn.train.speedups import have_cpp_compiler
+
+    if not have_cpp_compiler():
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    eager = train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, out_dir=str(tmp_path / "eager")))
+    fast = train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, out_dir=str(tmp_path / "compiled"), torch_compile=True))
+    assert eager["compiled_layers"] == 0 and eager["compile_seconds"] is None
+    assert fast["compiled_layers"] == 4 and fast["compile_seconds"] > 0
+    a = read_jsonl(tmp_path / "eager" / "metrics.jsonl")
+    b = read_jsonl(tmp_path / "compiled" / "metrics.jsonl")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-4)
+    assert a[-1]["grad_norm"] == pytest.approx(b[-1]["grad_norm"], rel=1e-3)
+    from safetensors.torch import load_file  # the saved weights keep their names (no compile wrapper prefix)
+
+    assert load_file(tmp_path / "compiled" / "final" / "model.safetensors").keys() == \
+        load_file(tmp_path / "eager" / "final" / "model.safetensors").keys()
+    # a run directory trained eager can be resumed or reused compiled
+    assert same_config(tmp_path / "eager", cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, torch_compile=True))

@@ -55,6 +55,10 @@ class TrainConfig(BaseModel):
     # Memory (MB) for keeping the LM head's softmax from forward to backward instead of recomputing
     # it chunk by chunk; 0 = recompute (never holds [response tokens, vocab] at once).
     head_keep_mb: int = Field(default=0, ge=0)
+    # Compile each decoder layer (torch.compile, dynamic shapes) for training: fuses the element-wise
+    # work between matmuls. Costs a compile before the first step (cached on disk for later runs);
+    # on the CPU it needs a C++ compiler and runs eager, with a warning, without one.
+    torch_compile: bool = False
 
     save_every: int = Field(default=0, ge=0)  # steps; 0 = only the final model
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -92,6 +96,8 @@ CPU = {
     # Keep the head's softmax for backward (a micro-batch's response positions x 49,152 vocab fit in
     # 256 MB up to ~1,300 tokens): skips recomputing the head's logits (BENCHMARKS.md).
     "head_keep_mb": 256,
+    # torch_compile stays off: in the full loop it made steps ~3% faster on this CPU, less than the
+    # 6-45 s it takes to compile for runs of the demo's size (BENCHMARKS.md).
 }
 PRESETS = {"paper": PAPER, "cpu": CPU}
 

@@ -27,6 +27,7 @@ from .flops import matmul_peak, model_shape, train_flops
 from .logprobs import ResponseLogps
 from .malloc import keep_freed_memory
 from .refcache import compute_reference, load_reference, save_reference
+from .speedups import compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
 
 
 def cosine_with_floor(total: int, warmup: int, floor: float):
@@ -142,7 +143,18 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model.train()
-    shape = model_shape(model.get_base_model() if cfg.lora is not None else model)
+    lm = model.get_base_model() if cfg.lora is not None else model
+    shape = model_shape(lm)
+    if world == 1:  # DDP would see a sparse embedding and expect a sparse gradient for the tied weight
+        sparse_tied_embedding(lm)
+    compiled = 0
+    if cfg.torch_compile:
+        if accelerator.device.type == "cpu" and not have_cpp_compiler():
+            from rich.console import Console
+
+            (console or Console(stderr=True)).print("[yellow]torch_compile: no C++ compiler found (g++, clang++, $CXX); training eager")
+        else:
+            compiled = compile_decoder_layers(lm)
     wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20)
     params = [p for p in wrapper.parameters() if p.requires_grad]
     # The fused kernel updates each tensor in one pass: faster, and no per-tensor temporaries.
@@ -179,6 +191,19 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         old = read_jsonl(metrics_path, tolerate_torn_tail=True) if metrics_path.exists() else []
         write_jsonl_atomic(metrics_path, [m for m in old if m["step"] <= start_step])
 
+    compile_seconds = None
+    if compiled and not sharded and start_step < total:
+        # Compile now, on the first micro-batch, so that step times (and MFU) are the steady state;
+        # its gradients are thrown away. DeepSpeed/FSDP count backward passes: they compile in step 1.
+        t0 = time.perf_counter()
+        first = global_batches(len(pairs), cfg.global_batch_size, cfg.seed, 0)[0]
+        mb = collate(micro_batches(pairs, first, rank, world, cfg.micro_batch_size)[0], pad_id, rejected=cfg.method != "sft")
+        with accelerator.no_sync(wrapper):
+            logp, _ = wrapper(mb.input_ids.to(accelerator.device), mb.attention_mask.to(accelerator.device),
+                              mb.loss_mask.to(accelerator.device))
+            logp.sum().backward()
+        optimizer.zero_grad(set_to_none=True)
+        compile_seconds = round(time.perf_counter() - t0, 2)
     peak = matmul_peak(cache_dir() / "matmul_peak.json") if main else 0.0
     tracker = _tracker(cfg, out) if main else None
     progress = _progress(console) if main else None
@@ -282,6 +307,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         "length_policy": {"max_length": cfg.max_length, "policy": cfg.truncation, **length_counts},
         "dropped_incomplete_batch_pairs": len(pairs) - steps_per_epoch * cfg.global_batch_size,
         "steps": step, "resumed_from": start_step, "processes": world, "reference": ref_info,
+        "compiled_layers": compiled, "compile_seconds": compile_seconds,
         "matmul_peak_flops": peak, "final": str(final_dir), "seconds": round(time.perf_counter() - t_start, 2),
         "last": history[-1] if history else None,
         "mean_tokens_per_s": (sum(h["tokens"] for h in history) / sum(h["seconds"] for h in history)) if history else None,
@@ -293,8 +319,9 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     return summary
 
 
-# Settings that change how a run is logged or saved, not what it computes.
-_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every"}
+# Settings that change how a run is logged, saved or run, not what it computes.
+# torch_compile only changes how fast the same step runs (floating-point order aside).
+_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile"}
 
 
 def same_config(out: Path, cfg: TrainConfig) -> bool:
