@@ -199,9 +199,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         first = global_batches(len(pairs), cfg.global_batch_size, cfg.seed, 0)[0]
         mb = collate(micro_batches(pairs, first, rank, world, cfg.micro_batch_size)[0], pad_id, rejected=cfg.method != "sft")
         with accelerator.no_sync(wrapper):
-            logp, _ = wrapper(mb.input_ids.to(accelerator.device), mb.attention_mask.to(accelerator.device),
-                              mb.loss_mask.to(accelerator.device))
-            logp.sum().backward()
+            _forward(wrapper, mb, accelerator.device)[0].sum().backward()
         optimizer.zero_grad(set_to_none=True)
         compile_seconds = round(time.perf_counter() - t0, 2)
     peak = matmul_peak(cache_dir() / "matmul_peak.json") if main else 0.0
@@ -224,8 +222,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
                 mb = collate(mb_pairs, pad_id, rejected=not sft)  # SFT never looks at the rejected answers
                 k = len(mb_pairs)
                 with accelerator.accumulate(wrapper):
-                    logp, lens = wrapper(mb.input_ids.to(accelerator.device), mb.attention_mask.to(accelerator.device),
-                                         mb.loss_mask.to(accelerator.device))
+                    logp, lens = _forward(wrapper, mb, accelerator.device)
                     pol_c, c_len = logp[:k], lens[:k]
                     pol_r, r_len = (logp[k:], lens[k:]) if not sft else (pol_c, c_len)
                     if sft:
@@ -339,6 +336,11 @@ def same_config(out: Path, cfg: TrainConfig) -> bool:
         raise DeltaError(f"{out}: holds a run with different settings ({', '.join(changed)}); "
                          "use another out_dir or delete this one")
     return True
+
+
+def _forward(wrapper, mb, device):
+    """(summed response log-probs, response token counts) of a micro-batch's rows."""
+    return wrapper(mb.input_ids.to(device), mb.attention_mask.to(device), mb.loss_mask.to(device))
 
 
 def _save(accelerator, sharded, root, step, wrapper, optimizer, scheduler, cfg) -> None:
