@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["deltalearn", "trl_default", "trl_precompute"]  # also: deltalearn_eager (the cpu preset without torch_compile)
+CONFIGS = ["deltalearn", "trl_default", "trl_precompute"]  # also: deltalearn_compiled (the cpu preset + torch_compile)
 
 
 def make_pairs(n: int, max_new_tokens: int) -> Path:
@@ -41,10 +41,6 @@ def make_pairs(n: int, max_new_tokens: int) -> Path:
     return out / "pairs" / "smollm2-135m__over__smollm2-135m-drop2.jsonl"
 
 
-def json_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head_keep_mb: int | None = None) -> dict:
     import torch
 
@@ -57,18 +53,19 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
     tokens = sum(tp.tokens for tp in tokenize_dataset(loaded.tokenizer, rows))
     t0 = time.perf_counter()
     if name.startswith("deltalearn"):
+        from deltalearn.io import read_jsonl
         from deltalearn.train.config import TrainConfig
         from deltalearn.train.loop import train
 
         overrides = {} if head_keep_mb is None else {"head_keep_mb": head_keep_mb}
-        if name == "deltalearn_eager":
-            overrides["torch_compile"] = False
+        if name == "deltalearn_compiled":
+            overrides["torch_compile"] = True
         cfg = TrainConfig.model_validate({"preset": "cpu", "data": data, "out_dir": out_dir, "global_batch_size": batch,
                                           "max_length": max_length, "tracker": "none", **overrides})
         summary = train(cfg)
         mfu = summary["mean_mfu"]
         extra = {"peak_gflops": summary["matmul_peak_flops"] / 1e9, "compile_seconds": summary["compile_seconds"],
-                 "mfu_steps": [round(h["mfu"], 3) for h in json_lines(Path(out_dir) / "metrics.jsonl")]}
+                 "mfu_steps": [round(h["mfu"], 3) for h in read_jsonl(Path(out_dir) / "metrics.jsonl")]}
     else:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
