@@ -279,6 +279,37 @@ def test_gradient_checkpointing_gives_the_same_trajectory(tmp_path, tiny_model_d
     assert a[-1]["grad_norm"] == pytest.approx(b[-1]["grad_norm"], rel=1e-4)
 
 
+def test_optimizer_state_made_at_set_up_gives_the_same_trajectory(tmp_path, tiny_model_dir, pairs_file, monkeypatch):
+    from safetensors.torch import load_file
+
+    from deltalearn.train import loop
+    from deltalearn.train.speedups import allocate_optimizer_state
+
+    made = []
+    monkeypatch.setattr(loop, "allocate_optimizer_state", lambda opt: made.append(len(opt.state)) or allocate_optimizer_state(opt))
+    train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, weight_decay=0.1, out_dir=str(tmp_path / "early")))
+    assert made == [0]
+    monkeypatch.setattr(loop, "allocate_optimizer_state", lambda opt: None)
+    train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, weight_decay=0.1, out_dir=str(tmp_path / "lazy")))
+    a, b = (read_jsonl(tmp_path / d / "metrics.jsonl") for d in ("early", "lazy"))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b] and [r["grad_norm"] for r in a] == [r["grad_norm"] for r in b]
+    wa, wb = (load_file(str(tmp_path / d / "final" / "model.safetensors")) for d in ("early", "lazy"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_allocated_optimizer_state_is_what_the_first_step_makes():
+    from deltalearn.train.speedups import allocate_optimizer_state
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5, 3))
+    before = w.detach().clone()
+    opt = torch.optim.AdamW([w], lr=0.1, weight_decay=0.5, fused=True)
+    allocate_optimizer_state(opt)
+    st = opt.state[w]
+    assert torch.equal(w.detach(), before) and w.grad is None and opt.param_groups[0]["lr"] == 0.1
+    assert float(st["step"]) == 0 and not st["exp_avg"].any() and not st["exp_avg_sq"].any()
+
+
 def test_freed_memory_is_kept_on_linux_glibc():
     import platform
 

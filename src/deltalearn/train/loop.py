@@ -27,7 +27,7 @@ from .flops import matmul_peak, model_shape, train_flops
 from .logprobs import ResponseLogps
 from .malloc import keep_freed_memory
 from .refcache import compute_reference, load_reference, save_reference
-from .speedups import compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
+from .speedups import allocate_optimizer_state, compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
 
 
 def cosine_with_floor(total: int, warmup: int, floor: float):
@@ -160,6 +160,8 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     # The fused kernel updates each tensor in one pass: faster, and no per-tensor temporaries.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
                                   weight_decay=cfg.weight_decay, fused=accelerator.device.type in ("cpu", "cuda"))
+    if accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        allocate_optimizer_state(optimizer)  # DeepSpeed/FSDP build their own, sharded, in prepare()
     steps_per_epoch = len(pairs) // cfg.global_batch_size
     if steps_per_epoch == 0:
         raise DeltaError(f"{data_path}: {len(pairs)} usable pairs is fewer than global_batch_size {cfg.global_batch_size}")

@@ -1,10 +1,13 @@
-"""Two switches that make a training step cheaper without changing what it computes.
+"""Switches that make a training step cheaper without changing what it computes.
 
-Both were found by profiling a step of the embedded model on the CPU (docs/train.md, BENCHMARKS.md):
+All three were found by profiling a step of the embedded model on the CPU (docs/train.md, BENCHMARKS.md):
 - the input embedding's backward builds a dense [vocab, hidden] zero gradient every micro-batch
   (113 MB for SmolLM2, 5% of a step in zero-filling fresh pages) to scatter a few hundred rows into;
 - outside the matmuls, a decoder layer is a string of small element-wise kernels (RMSNorm, rotary,
-  SiLU x up, residual adds) that torch.compile fuses.
+  SiLU x up, residual adds) that torch.compile fuses;
+- torch.optim creates Adam's moments inside the first step: 1 GB for SmolLM2, 2 s of step 1 on the
+  CPU, and the activations of step 2 then land in fresh memory (two slow micro-batches more).
+  Allocating them at set-up, as DeepSpeed and FSDP do, leaves every step the same work.
 """
 
 from __future__ import annotations
@@ -47,3 +50,28 @@ def compile_decoder_layers(lm) -> int:
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
+
+
+def allocate_optimizer_state(optimizer) -> None:
+    """Create the optimizer's state now instead of in its first step, through its own code path: one
+    step with zero gradients at lr 0 (AdamW: moments 0 + 0, parameters moved by lr * ... = 0, weight
+    decay multiplies by 1 - 0), then the step counters back to 0. The state is then what the first
+    real step would have created (tested: same trajectory)."""
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    if not params or any(optimizer.state.get(p) for p in params):
+        return
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["lr"] = 0.0
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    for g, lr in zip(optimizer.param_groups, lrs):
+        g["lr"] = lr
+    for st in optimizer.state.values():
+        step = st.get("step")
+        if torch.is_tensor(step):
+            step.zero_()
+        elif step is not None:
+            st["step"] = 0
