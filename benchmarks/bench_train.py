@@ -63,8 +63,17 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
         cfg = TrainConfig.model_validate({"preset": "cpu", "data": data, "out_dir": out_dir, "global_batch_size": batch,
                                           "max_length": max_length, "tracker": "none", **overrides})
         summary = train(cfg)
+        seconds = time.perf_counter() - t0
         mfu = summary["mean_mfu"]
-        extra = {"peak_gflops": summary["matmul_peak_flops"] / 1e9, "compile_seconds": summary["compile_seconds"],
+        # The peak again, right after the run (a fresh file, not the cache): this machine's peak moves
+        # 20% within a minute, so one measurement before the run is a loose denominator on its own.
+        from deltalearn.train.flops import matmul_peak
+
+        (Path(out_dir) / "matmul_peak_after.json").unlink(missing_ok=True)
+        after = matmul_peak(Path(out_dir) / "matmul_peak_after.json") / 1e9
+        before = summary["matmul_peak_flops"] / 1e9
+        extra = {"peak_gflops": before, "peak_after_gflops": after, "mfu_vs_mean_peak": mfu * before / ((before + after) / 2),
+                 "compile_seconds": summary["compile_seconds"],
                  "mfu_steps": [round(h["mfu"], 3) for h in read_jsonl(Path(out_dir) / "metrics.jsonl")]}
     else:
         from datasets import Dataset
@@ -78,9 +87,9 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
                          precompute_ref_log_probs=(name == "trl_precompute"), lr_scheduler_type="cosine", warmup_steps=0.03)
         trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=loaded.tokenizer)
         trainer.train()
+        seconds = time.perf_counter() - t0
         mfu = None
         extra = {}
-    seconds = time.perf_counter() - t0
     return {"name": name, "seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "mfu": mfu,
             "threads": torch.get_num_threads(), **extra}
@@ -131,14 +140,15 @@ def main() -> None:
     first = results[args.configs[0]][0]
     table = Table(title=f"training: {args.pairs} pairs ({first['tokens']} tokens), batch {args.batch}, max length "
                         f"{args.max_length}, 1 epoch, float32 CPU, {first['threads']} threads, median of {args.rounds}")
-    for col in ("trainer", "seconds", "tokens/s", "peak RSS (MB)", "throughput vs TRL default", "RSS vs TRL default", "MFU"):
+    for col in ("trainer", "seconds", "tokens/s", "peak RSS (MB)", "throughput vs TRL default", "RSS vs TRL default", "MFU", "MFU vs mean of peaks before/after"):
         table.add_column(col, justify="left" if col == "trainer" else "right")
     for c, m in med.items():
         mfu = statistics.median(r["mfu"] for r in results[c]) if results[c][0]["mfu"] else None
+        mfu2 = statistics.median(r["mfu_vs_mean_peak"] for r in results[c]) if results[c][0]["mfu"] else None
         table.add_row(c, f"{m['seconds']:.0f}", f"{m['tokens_per_s']:.0f}", f"{m['peak_rss_mb']:.0f}",
                       f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "-",
                       f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x" if base else "-",
-                      f"{100 * mfu:.0f}%" if mfu else "-")
+                      f"{100 * mfu:.0f}%" if mfu else "-", f"{100 * mfu2:.0f}%" if mfu2 else "-")
     Console(width=150).print(table)
 
 
