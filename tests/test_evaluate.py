@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -109,6 +110,17 @@ def test_compare_uses_paired_differences(tmp_path):
         compare([tmp_path / "a", tmp_path])
 
 
+def test_compare_leaves_a_metric_out_where_an_older_run_lacks_it(tmp_path):
+    _fake_run(tmp_path / "new", [1, 2, 3, 4])
+    summary = json.loads((tmp_path / "new" / "summary.json").read_text())
+    summary["suites"]["style"]["metrics"]["length_words"] = {"mean": 5.0, "better": "higher"}
+    (tmp_path / "new" / "summary.json").write_text(json.dumps(summary))
+    _fake_run(tmp_path / "old", [2, 2, 3, 4])  # its summary and rows have no length_words
+    by_metric = {r["metric"]: r for r in compare([tmp_path / "new", tmp_path / "old"])}
+    assert by_metric["length_words"]["values"] == [5.0, None] and by_metric["length_words"]["diffs"] == [None]
+    assert by_metric["bold_sections"]["diffs"][0]["mean"] == 0.25
+
+
 def test_harness_dry_run_lists_the_papers_eleven_benchmarks(tmp_path):
     from typer.testing import CliRunner
 
@@ -148,10 +160,23 @@ def test_multiple_choice_by_log_likelihood_picks_the_likeliest_option(tiny_model
     best = max(range(3), key=lambda i: sums[i])
     assert score_item(model, tok, "What colour is the sky?", options, best)["acc"] == 1.0
     assert score_item(model, tok, "What colour is the sky?", options, (best + 1) % 3)["acc"] == 0.0
+    item = score_item(model, tok, "What colour is the sky?", options, best)
+    e = [math.exp(x) for x in sums]
+    assert item["p_correct"] == pytest.approx(e[best] / sum(e), rel=1e-9)
+    en = [math.exp(x / n) for x, n in zip(sums, lens)]
+    assert item["p_correct_norm"] == pytest.approx(en[best] / sum(en), rel=1e-9)
+
+
+def test_option_probability_is_the_softmax_share():
+    from deltalearn.evaluate.loglik import option_probability
+
+    assert option_probability([0.0, 0.0, 0.0, 0.0], 2) == pytest.approx(0.25)
+    assert option_probability([math.log(3), 0.0], 0) == pytest.approx(0.75)
+    assert option_probability([-1000.0, -1001.0], 1) == pytest.approx(1 / (1 + math.e))  # no underflow
 
 
 def test_loglik_suite_runs_in_eval(tmp_path, tiny_model_dir):
     s = evaluate(TierSpec(name="tiny", model=str(tiny_model_dir)), ["mc_lite"], tmp_path / "mc", limit=5)
     m = s["suites"]["mc_lite"]["metrics"]
-    assert s["suites"]["mc_lite"]["n"] == 5 and set(m) == {"acc", "acc_norm"}
+    assert s["suites"]["mc_lite"]["n"] == 5 and set(m) == {"acc", "acc_norm", "p_correct", "p_correct_norm"}
     assert not (tmp_path / "mc" / "generations.jsonl").exists()  # nothing was generated

@@ -1,5 +1,7 @@
 """Multiple choice by log-likelihood: each option as the assistant's answer to the question, scored
-by its summed (acc) and per-token (acc_norm) log-probability under the model; no generation."""
+by its summed (acc) and per-token (acc_norm) log-probability under the model; no generation.
+p_correct / p_correct_norm: the probability the model puts on the correct option among the options
+(softmax of those two scores), a continuous score that sees small moves accuracy cannot."""
 
 from __future__ import annotations
 
@@ -28,8 +30,16 @@ def option_logps(model, tokenizer, question: str, options: list[str]) -> tuple[l
     return sums.tolist(), lens.tolist()
 
 
+def option_probability(scores: list[float], answer: int) -> float:
+    """The correct option's share of the probability over the options: softmax(scores)[answer].
+    Unlike accuracy it moves when training shifts the likelihoods without flipping the argmax."""
+    return torch.softmax(torch.tensor(scores, dtype=torch.float64), 0)[answer].item()
+
+
 def score_item(model, tokenizer, question: str, options: list[str], answer: int) -> dict:
     sums, lens = option_logps(model, tokenizer, question, options)
+    norm = [s / max(n, 1.0) for s, n in zip(sums, lens)]
     best = max(range(len(options)), key=lambda i: sums[i])
-    best_norm = max(range(len(options)), key=lambda i: sums[i] / max(lens[i], 1.0))
-    return {"acc": float(best == answer), "acc_norm": float(best_norm == answer), "_choice": best}
+    best_norm = max(range(len(options)), key=lambda i: norm[i])
+    return {"acc": float(best == answer), "acc_norm": float(best_norm == answer),
+            "p_correct": option_probability(sums, answer), "p_correct_norm": option_probability(norm, answer), "_choice": best}

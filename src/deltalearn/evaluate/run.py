@@ -90,7 +90,7 @@ def compare(run_dirs: list[str | Path], *, seed: int = 0) -> list[dict]:
         for metric, stat in info["metrics"].items():
             row = {"suite": suite, "metric": metric, "better": stat["better"], "values": [stat["mean"]], "diffs": []}
             for d, s in runs[1:]:
-                if suite not in s["suites"]:
+                if metric not in s["suites"].get(suite, {}).get("metrics", {}):  # not run, or by an older version
                     row["values"].append(None)
                     row["diffs"].append(None)
                     continue

@@ -95,7 +95,8 @@ def mc_lite() -> Suite:
     return Suite("mc_lite", "capability", "deltalearn (40 four-option questions written for the project)",
                  [Item(r["id"], r["question"], {"options": r["options"], "answer": r["answer"]}) for r in rows],
                  lambda model, tok, item: score_item(model, tok, item.prompt, item.meta["options"], item.meta["answer"]),
-                 {"acc": "higher", "acc_norm": "higher"}, mode="loglik")
+                 {"acc": "higher", "acc_norm": "higher", "p_correct": "higher", "p_correct_norm": "higher"},
+                 mode="loglik")
 
 
 def _harmbench() -> list[str]:

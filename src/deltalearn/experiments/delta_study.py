@@ -216,6 +216,8 @@ def _differences(base_dir: Path, run_dir: Path, cfg: DeltaStudy) -> tuple[dict, 
     metrics = {}
     for row in compare([base_dir, run_dir], seed=cfg.seed):
         d = row["diffs"][0]
+        if d is None:
+            continue
         metrics[f"{row['suite']}.{row['metric']}"] = {
             "value": row["values"][1], "base": row["values"][0], "better": row["better"],
             "diff": d["mean"], "ci95": d["ci95"], "significant": d["significant"]}
