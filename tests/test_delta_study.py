@@ -168,3 +168,21 @@ def test_grid_plot_labels_drop_the_common_tier_prefix():
     assert short_labels(res) == {"qwen2.5-72b>qwen2.5-32b": "72b>32b", "sft_a": "sft_a"}
     res = {"m>m-drop2": {"chosen": "m", "rejected": "m-drop2"}}
     assert short_labels(res) == {"m>m-drop2": "full>drop2"}
+
+
+def test_every_shipped_delta_recipe_validates_and_names_gain_metrics_its_suites_report():
+    from importlib import resources
+
+    import yaml
+
+    from deltalearn.evaluate.suites import get_suite
+
+    shipped = [f for f in resources.files("deltalearn").joinpath("recipes").iterdir() if f.name.endswith(".yaml")]
+    delta = [yaml.safe_load(f.read_text()) for f in shipped]
+    delta = [d for d in delta if d.get("kind") == "delta"]
+    assert len(delta) >= 7
+    for data in delta:
+        study = DeltaStudy.model_validate(data)
+        for g in study.eval.gain:
+            suite, metric = g.split(".", 1)
+            assert metric in get_suite(suite).better, (data["name"], g)
