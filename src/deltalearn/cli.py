@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import DeltaError
+from .evaluate.suites import GROUPS, SUITES  # names only: the suites' data loads when one is asked for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Delta learning: weak-over-weaker preference tuning.")
 console = Console(stderr=True)
@@ -150,7 +151,7 @@ def audit(
 @app.command("eval")
 def eval_(
     model: Optional[str] = typer.Argument(None, help="Model: local HF dir (e.g. a run's final/), .gguf, hub id, or embedded:smollm2-135m-instruct"),
-    suite: list[str] = typer.Option(["capability", "safety", "utility"], "--suite", help="Suite or group (repeatable): ifeval_lite, mc_lite, arc_easy, arc_challenge, mmlu, humaneval, harmful_refusal, jailbreak, overrefusal, style; capability, safety, utility"),
+    suite: list[str] = typer.Option(["capability", "safety", "utility"], "--suite", help=f"Suite or group (repeatable): {', '.join(SUITES)}; {', '.join(GROUPS)}"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/eval-<model name>)"),
     limit: Optional[int] = typer.Option(None, help="First N items of each suite"),
     batch_size: int = typer.Option(8),
