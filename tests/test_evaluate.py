@@ -197,3 +197,40 @@ def test_loglik_suite_runs_in_eval(tmp_path, tiny_model_dir):
         assert s["suites"][suite]["n"] == 5 and set(m) == {"acc", "acc_norm", "p_correct", "p_correct_norm"}
         assert 0 < m["p_correct"]["mean"] < 1
     assert not (tmp_path / "mc" / "generations.jsonl").exists()  # nothing was generated
+
+
+def test_loglik_suite_resumes_from_its_per_item_cache(tmp_path, tiny_model_dir, monkeypatch):
+    from deltalearn.evaluate import loglik
+
+    calls, crash = [], [True]
+    real = loglik.score_item
+
+    def counting(*a, **k):
+        calls.append(a[2])
+        if crash[0] and len(calls) == 21:  # a crash part-way: the 16 rows flushed before it survive
+            raise RuntimeError("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(loglik, "score_item", counting)
+    tier, out = TierSpec(name="tiny", model=str(tiny_model_dir)), tmp_path / "mc"
+    with pytest.raises(RuntimeError, match="killed"):
+        evaluate(tier, ["mc_lite"], out)
+    assert len(read_jsonl(out / "loglik_cache.jsonl")) == 16
+    calls.clear()
+    crash[0] = False
+    first = evaluate(tier, ["mc_lite"], out)
+    assert len(calls) == 40 - 16  # only the items the crash lost
+    calls.clear()
+    again = evaluate(tier, ["mc_lite"], out)
+    assert calls == [] and again["suites"]["mc_lite"]["metrics"] == first["suites"]["mc_lite"]["metrics"]
+    # another model's rows are never reused
+    other = tmp_path / "other-model"
+    other.mkdir()
+    for f in tiny_model_dir.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(str(other / "model.safetensors"))
+    save_file({k: v * 1.5 for k, v in w.items()}, str(other / "model.safetensors"), metadata={"format": "pt"})
+    evaluate(TierSpec(name="tiny", model=str(other)), ["mc_lite"], out, limit=4)
+    assert len(calls) == 4

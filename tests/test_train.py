@@ -200,6 +200,16 @@ def test_logits_are_never_materialised_for_the_whole_batch(tmp_path, tiny_model_
     assert shapes and all(len(s) == 2 and s[0] <= 16 for s in shapes), [s for s in shapes if len(s) != 2 or s[0] > 16]
 
 
+@pytest.mark.parametrize("n,chunk", [(259, 256), (256, 256), (1, 256), (10, 4), (1000, 7), (5, 1)])
+def test_head_spans_cover_every_row_in_near_equal_chunks(n, chunk):
+    from deltalearn.train.logprobs import _spans
+
+    spans = _spans(n, chunk)
+    assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    sizes = [e - s for s, e in spans]
+    assert max(sizes) <= chunk and max(sizes) - min(sizes) <= 1 and len(spans) == -(-n // chunk)
+
+
 @pytest.mark.parametrize("keep_bytes", [0, 2**24])  # recompute the softmax in backward, or keep it from forward
 def test_fused_head_equals_the_checkpointed_head(tiny_model_dir, monkeypatch, keep_bytes):
     from transformers import AutoModelForCausalLM, AutoTokenizer

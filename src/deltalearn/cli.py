@@ -247,7 +247,7 @@ def run(
     if (dry_run or stage != "all" or condition) and cfg.kind != "delta":
         raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
     if dry_run:
-        return _print_plan(cfg, str(recipe))
+        return _print_plan(cfg, str(recipe), set_)
     if cfg.kind == "delta" and stage != "all":
         from .experiments.delta_study import run_delta
 
@@ -257,11 +257,11 @@ def run(
     _run_study(cfg)
 
 
-def _print_plan(cfg, recipe: str) -> None:
+def _print_plan(cfg, recipe: str, overrides: list[str] | None = None) -> None:
     from .experiments.plan import plan_study
 
     try:
-        p = plan_study(cfg, recipe)
+        p = plan_study(cfg, recipe, overrides)
     except ValueError as e:
         raise DeltaError(f"{recipe}: {e}") from None
     st = p["settings"]

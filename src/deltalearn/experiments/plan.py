@@ -60,8 +60,10 @@ def this_machine(cfg) -> PlanSettings:
                         harness=None)
 
 
-def plan_study(cfg, recipe_path: str) -> dict:
-    """Rows per stage with tokens, FLOPs and GPU-hours, and the commands, for a DeltaStudy `cfg`."""
+def plan_study(cfg, recipe_path: str, overrides: list[str] | None = None) -> dict:
+    """Rows per stage with tokens, FLOPs and GPU-hours, and the commands, for a DeltaStudy `cfg`.
+    `overrides` (the --set values the plan was made with) are repeated in every `run` command, so
+    that the printed commands run the study that was planned."""
     from ..evaluate.harness import plan as harness_plan
 
     p = cfg.plan or this_machine(cfg)
@@ -105,9 +107,10 @@ def plan_study(cfg, recipe_path: str) -> dict:
     out = cfg.out_dir
     accel = (["accelerate", "launch", "--config_file", p.accelerate_config, "--num_processes", str(p.gpus), "-m", "deltalearn.cli"]
              if p.gpus > 1 else ["deltalearn"])
-    commands = [["deltalearn", "run", recipe_path, "--stage", "data"]]
-    commands += [[*accel, "run", recipe_path, "--stage", "train", "--condition", c.name] for c in conditions]
-    commands += [["deltalearn", "run", recipe_path, "--stage", "eval"]]
+    sets = [a for o in overrides or [] for a in ("--set", o)]
+    commands = [["deltalearn", "run", recipe_path, *sets, "--stage", "data"]]
+    commands += [[*accel, "run", recipe_path, *sets, "--stage", "train", "--condition", c.name] for c in conditions]
+    commands += [["deltalearn", "run", recipe_path, *sets, "--stage", "eval"]]
     for name in ["base", *(c.run_name for c in conditions)] if p.harness else []:
         model = cfg.student.model if name == "base" else f"{out}/models/{name}/final"
         commands += harness_plan(model, p.harness, f"{out}/harness/{name}", gpus=p.gpus)
