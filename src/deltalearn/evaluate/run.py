@@ -11,9 +11,10 @@ from .. import __version__
 from ..audit.stats import bootstrap_ci
 from ..errors import DeltaError
 from ..generate.base import GenerationSettings
+from ..generate.cache import GenerationCache, record_key
 from ..generate.prompts import Prompt
 from ..generate.run import GenerateConfig, generate_tier, make_backend
-from ..io import append_jsonl, read_jsonl, truncate_torn_tail, write_json_atomic, write_jsonl_atomic
+from ..io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..models.spec import TierSpec
 from .suites import expand, get_suite
 
@@ -54,33 +55,29 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
 
 
 def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_every: int = 16) -> list[dict]:
-    """Score each item, keeping every scored row in an append-only cache keyed by (model, suite,
-    item): a rerun or a killed run (a whole MMLU is ~2 h here) scores only what is missing."""
+    """Score each item, keeping every scored row in the generation cache's append-only JSONL, keyed
+    by (model, item, suite and its metrics): a rerun or a killed run (a whole MMLU is ~2 h here)
+    scores only what is missing."""
     model, tok = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
     if model is None:
         raise DeltaError(f"suite {suite.name} scores log-likelihoods: it needs a local model, not an endpoint")
-    truncate_torn_tail(cache_path)
-    want = set(suite.better)
-    done = {}
-    if cache_path.exists():
-        for r in read_jsonl(cache_path, tolerate_torn_tail=True):
-            # rows of another model, or written before a metric existed, are scored again
-            if r.get("model_fingerprint") == backend.fingerprint and r.get("suite") == suite.name and want <= set(r["row"]):
-                done[r["row"]["id"]] = r["row"]
+    cache = GenerationCache(cache_path)
+    scoring = {"suite": suite.name, "metrics": sorted(suite.better)}  # a new metric means a new key
     task = progress.add_task(suite.name, total=len(items), tps="log-likelihood") if progress is not None else None
     rows, pending = [], []
     for item in items:
-        row = done.get(item.id)
-        if row is None or row.get("prompt") != item.prompt:
-            row = {"id": item.id, "prompt": item.prompt, **suite.score(model, tok, item)}
-            pending.append({"model_fingerprint": backend.fingerprint, "suite": suite.name, "row": row})
+        key = record_key(backend.fingerprint, item.id, item.prompt, scoring)
+        hit = cache.get(key)
+        row = hit["row"] if hit else {"id": item.id, "prompt": item.prompt, **suite.score(model, tok, item)}
+        if not hit:
+            pending.append({"key": key, "row": row})
             if len(pending) >= flush_every:
-                append_jsonl(cache_path, pending)
+                cache.add(pending)
                 pending = []
         rows.append(row)
         if task is not None:
             progress.advance(task)
-    append_jsonl(cache_path, pending)
+    cache.add(pending)
     return rows
 
 
