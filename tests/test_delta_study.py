@@ -157,12 +157,12 @@ def test_the_gpu_recipes_validate_and_plan(capsys):
     grid = plans["tulu3_qwen_grid.yaml"]
     assert sum(r["stage"] == "train" for r in grid["rows"]) == 21
     weak = [r for r in plans["tulu3_weak_pairs.yaml"]["rows"] if r["stage"] == "train"]
+    assert [r["what"] for r in weak] == ["dpo_qwen3b_over_1.5b", "dpo_qwen1.5b_over_0.5b", "dpo_llama3b_over_1b"]
     data = yaml.safe_load(resources.files("deltalearn").joinpath("recipes", names[0]).read_text())
     data["seed"] = 7  # as --set seed=7 would
     sets = plan_study(DeltaStudy.model_validate(data), f"recipes/{names[0]}", ["seed=7", "dpo.lr=1e-7"])["commands"]
     runs = [c for c in sets if " run " in c]
     assert len(runs) == 3 and all("--set seed=7 --set dpo.lr=1e-7" in c for c in runs)
-    assert [r["what"] for r in weak] == ["dpo_qwen3b_over_1.5b", "dpo_qwen1.5b_over_0.5b", "dpo_llama3b_over_1b"]
 
 
 def test_grid_plot_labels_drop_the_common_tier_prefix():

@@ -68,8 +68,10 @@ def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_e
     for item in items:
         key = record_key(backend.fingerprint, item.id, item.prompt, scoring)
         hit = cache.get(key)
-        row = hit["row"] if hit else {"id": item.id, "prompt": item.prompt, **suite.score(model, tok, item)}
-        if not hit:
+        if hit:
+            row = hit["row"]
+        else:
+            row = {"id": item.id, "prompt": item.prompt, **suite.score(model, tok, item)}
             pending.append({"key": key, "row": row})
             if len(pending) >= flush_every:
                 cache.add(pending)
