@@ -222,7 +222,7 @@ def test_fused_head_equals_the_checkpointed_head(tiny_model_dir, monkeypatch, ke
     results = []
     kept = []
     real_apply = logprobs.HeadLogps.apply
-    monkeypatch.setattr(logprobs.HeadLogps, "apply", lambda *a: kept.append(a[-1]) or real_apply(*a))
+    monkeypatch.setattr(logprobs.HeadLogps, "apply", lambda *a: kept.append(a[4]) or real_apply(*a))
     for plain in (True, False):
         monkeypatch.setattr(logprobs, "_plain_head", lambda head, plain=plain: plain)
         model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -358,6 +358,48 @@ def test_a_tied_embedding_gets_a_sparse_gradient_that_sums_to_the_dense_one(tiny
         grads.append(grad.clone())
     assert model.get_input_embeddings().sparse
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("keep_bytes", [0, 2**24])
+def test_the_head_gradient_added_in_place_equals_autograds_without_a_vocab_sized_temporary(tiny_model_dir, tied, keep_bytes):
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from deltalearn.train.batching import collate
+    from deltalearn.train.logprobs import response_logps
+    from deltalearn.train.speedups import sparse_tied_embedding
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    mb = collate(tokenize_dataset(tok, synthetic_pairs(4)), tok.pad_token_id)
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.tie_word_embeddings = tied
+    vocab_sized = []
+
+    class VocabSizedAdds(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.add.Tensor and any(getattr(a, "shape", None) == (config.vocab_size, config.hidden_size) for a in args):
+                vocab_sized.append(func)
+            return func(*args, **(kwargs or {}))
+
+    grads = []
+    for in_place in (False, True):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config)
+        assert sparse_tied_embedding(model) is tied
+        for micro in range(2):  # the first micro-batch finds .grad empty, the second adds to it
+            sums, lens = response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5,
+                                        keep_bytes=keep_bytes, head_grad_in_place=in_place)
+            with VocabSizedAdds():
+                (sums / lens * (micro + 1)).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        assert not model.get_output_embeddings().weight.grad.is_sparse
+        if in_place:
+            assert vocab_sized == []  # nothing allocates a second or third [vocab, hidden] gradient
+        else:
+            vocab_sized.clear()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5, msg=n)
 
 
 def test_compiled_layers_give_the_same_trajectory_and_compile_before_step_one(tmp_path, tiny_model_dir, pairs_file):

@@ -145,7 +145,10 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     model.train()
     lm = model.get_base_model() if cfg.lora is not None else model
     shape = model_shape(lm)
-    if world == 1:  # DDP would see a sparse embedding and expect a sparse gradient for the tied weight
+    # One plain process only: DDP, FSDP and DeepSpeed hook each parameter's gradient as autograd
+    # delivers it, so they need dense gradients that go through autograd.
+    plain_process = accelerator.distributed_type == DistributedType.NO
+    if plain_process:
         sparse_tied_embedding(lm)
     compiled = 0
     if cfg.torch_compile:
@@ -155,7 +158,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
             (console or Console(stderr=True)).print("[yellow]torch_compile: no C++ compiler found (g++, clang++, $CXX); training eager")
         else:
             compiled = compile_decoder_layers(lm)
-    wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20)
+    wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20, head_grad_in_place=plain_process)
     params = [p for p in wrapper.parameters() if p.requires_grad]
     # The fused kernel updates each tensor in one pass: faster, and no per-tensor temporaries.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
