@@ -402,6 +402,82 @@ def test_the_head_gradient_added_in_place_equals_autograds_without_a_vocab_sized
         torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5, msg=n)
 
 
+@pytest.mark.parametrize("keep_bytes", [0, 2**24])
+def test_padding_free_rows_give_the_padded_log_probs_and_gradients(tiny_model_dir, keep_bytes):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deltalearn.train import packing
+    from deltalearn.train.batching import collate
+    from deltalearn.train.logprobs import response_logps
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    mb = collate(tokenize_dataset(tok, synthetic_pairs(4)), tok.pad_token_id)
+    assert (mb.attention_mask == 0).any()  # rows of different lengths: the padded run computes on padding
+    seen = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    results = []
+    for padding_free in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        if padding_free:
+            assert packing.use_packed_attention(model)
+            torch.nn.functional.scaled_dot_product_attention = lambda q, *a, **k: seen.append((q.shape[2], k.get("is_causal"), k.get("attn_mask"))) or real_sdpa(q, *a, **k)
+        try:
+            sums, lens = response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5,
+                                        keep_bytes=keep_bytes, padding_free=padding_free)
+            (sums * torch.arange(1, 9)).sum().backward()
+        finally:
+            torch.nn.functional.scaled_dot_product_attention = real_sdpa
+        results.append((sums.detach(), lens, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    # Attention ran once per row and layer, causally, without a mask, on each row's real length.
+    assert sorted(seen) == sorted([(int(n), True, None) for n in mb.attention_mask.sum(1)] * model.config.num_hidden_layers)
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-6)
+    assert torch.equal(results[0][1], results[1][1])
+    for n in results[0][2]:
+        torch.testing.assert_close(results[0][2][n], results[1][2][n], atol=1e-5, rtol=1e-4, msg=n)
+    # Calls without row boundaries (reference pass, evaluation) stay plain sdpa with the padding mask.
+    padded, _ = response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5)
+    torch.testing.assert_close(padded.detach(), results[0][0], atol=1e-5, rtol=1e-6)
+
+
+def test_padding_free_training_follows_the_padded_trajectory_and_saves_a_plain_model(tmp_path, tiny_model_dir, pairs_file):
+    from transformers import AutoModelForCausalLM
+
+    padded = train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "padded")))
+    packed = train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "packed"), padding_free=True))
+    assert padded["padding_free"] is False and packed["padding_free"] is True
+    a = read_jsonl(tmp_path / "padded" / "metrics.jsonl")
+    b = read_jsonl(tmp_path / "packed" / "metrics.jsonl")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-4)
+    assert a[-1]["grad_norm"] == pytest.approx(b[-1]["grad_norm"], rel=1e-3)
+    assert "deltalearn_packed" not in (tmp_path / "packed" / "final" / "config.json").read_text()
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "packed" / "final").config._attn_implementation == "sdpa"
+
+
+def test_pack_rows_maps_every_real_position_and_restarts_positions():
+    from deltalearn.train.packing import pack_rows
+
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [1, 2, 3, 4]])
+    att = (ids != 0).long()
+    att[2] = 1
+    p = pack_rows(ids, att)
+    assert p["input_ids"].tolist() == [[5, 6, 7, 8, 9, 1, 2, 3, 4]]
+    assert p["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]
+    assert p["cu_seq_lens_q"].tolist() == [0, 3, 5, 9] and p["max_length_q"] == 4
+    assert p["index"].tolist() == [[0, 1, 2, -1], [3, 4, -1, -1], [5, 6, 7, 8]]
+
+
+def test_packed_attention_is_not_used_for_windowed_or_capped_models(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from deltalearn.train.packing import PACKED, use_packed_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.config.sliding_window = 16
+    assert use_packed_attention(model) is False and model.config._attn_implementation == "sdpa"
+    model.config.sliding_window = None
+    assert use_packed_attention(model) is True and model.config._attn_implementation == PACKED
+
+
 def test_compiled_layers_give_the_same_trajectory_and_compile_before_step_one(tmp_path, tiny_model_dir, pairs_file):
     from deltalearn.train.speedups import have_cpp_compiler
 

@@ -59,6 +59,9 @@ class TrainConfig(BaseModel):
     # work between matmuls. Costs a compile before the first step (cached on disk for later runs);
     # on the CPU it needs a C++ compiler and runs eager, with a warning, without one.
     torch_compile: bool = False
+    # Pack a micro-batch's rows into one row with attention per row (train/packing.py), so no matmul
+    # runs on padding. Needs a model with plain causal sdpa attention; others train padded, with a warning.
+    padding_free: bool = False
 
     save_every: int = Field(default=0, ge=0)  # steps; 0 = only the final model
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -96,6 +99,8 @@ CPU = {
     # Keep the head's softmax for backward (a micro-batch's response positions x 49,152 vocab fit in
     # 256 MB up to ~1,300 tokens): skips recomputing the head's logits (BENCHMARKS.md).
     "head_keep_mb": 256,
+    # Rows packed without padding: 4% faster per step on the 64-pair benchmark (BENCHMARKS.md, session 7).
+    "padding_free": True,
     # torch_compile stays off: in the full loop it made steps ~3% faster on this CPU, less than the
     # 6-45 s it takes to compile for runs of the demo's size (BENCHMARKS.md).
 }

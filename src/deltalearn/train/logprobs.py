@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .packing import pack_rows
+
 
 def _causal_lm(model):
     """The transformers *ForCausalLM under a peft wrapper."""
@@ -119,16 +121,24 @@ def _can_use_head_only(lm) -> bool:
 
 
 def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 1024,
-                   keep_bytes: int = 0, head_grad_in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   keep_bytes: int = 0, head_grad_in_place: bool = False,
+                   padding_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (sum of response-token log-probs [rows], response token count [rows]) in float32.
-    `head_grad_in_place`: see HeadLogps (only for a single process without gradient hooks)."""
+    `head_grad_in_place`: see HeadLogps (only for a single process without gradient hooks).
+    `padding_free`: the rows run packed into one (packing.py; the model must use packed attention)."""
     lm = _causal_lm(model)
     target_mask = loss_mask[:, 1:].bool()
     targets = input_ids[:, 1:][target_mask]
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(target_mask)[target_mask]
     if _can_use_head_only(lm):
-        hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        h = hidden[:, :-1][target_mask]  # [N, H]: only positions that predict a response token
+        if padding_free:
+            packed = pack_rows(input_ids, attention_mask)
+            index = packed.pop("index")
+            hidden = lm.get_decoder()(**packed, use_cache=False).last_hidden_state[0]
+            h = hidden[index[:, :-1][target_mask]]  # [N, H]: only positions that predict a response token
+        else:
+            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            h = hidden[:, :-1][target_mask]
         head = lm.get_output_embeddings()
         if _plain_head(head):
             token_logps = HeadLogps.apply(h, head.weight, targets, chunk, keep_bytes, head_grad_in_place)
@@ -158,13 +168,15 @@ class ResponseLogps(torch.nn.Module):
     """The policy as one module whose forward returns response log-probs, so DDP / DeepSpeed / FSDP
     wrappers see every forward (their gradient hooks depend on it)."""
 
-    def __init__(self, model, chunk: int = 1024, keep_bytes: int = 0, head_grad_in_place: bool = False):
+    def __init__(self, model, chunk: int = 1024, keep_bytes: int = 0, head_grad_in_place: bool = False,
+                 padding_free: bool = False):
         super().__init__()
         self.model = model
         self.chunk = chunk
         self.keep_bytes = keep_bytes
         self.head_grad_in_place = head_grad_in_place
+        self.padding_free = padding_free
 
     def forward(self, input_ids, attention_mask, loss_mask):
         return response_logps(self.model, input_ids, attention_mask, loss_mask, self.chunk, self.keep_bytes,
-                              self.head_grad_in_place)
+                              self.head_grad_in_place, self.padding_free)

@@ -25,6 +25,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .flops import matmul_peak, model_shape, train_flops
 from .logprobs import ResponseLogps
+from .packing import use_packed_attention
 from .malloc import keep_freed_memory
 from .refcache import compute_reference, load_reference, save_reference
 from .speedups import allocate_optimizer_state, compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
@@ -158,7 +159,14 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
             (console or Console(stderr=True)).print("[yellow]torch_compile: no C++ compiler found (g++, clang++, $CXX); training eager")
         else:
             compiled = compile_decoder_layers(lm)
-    wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20, head_grad_in_place=plain_process)
+    padding_free = cfg.padding_free and use_packed_attention(lm)
+    if cfg.padding_free and not padding_free:
+        from rich.console import Console
+
+        (console or Console(stderr=True)).print(f"[yellow]padding_free: {lm.config._attn_implementation} attention with a "
+                                                "sliding window, soft-capping or mixed layer types is not packed; training padded")
+    wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20, head_grad_in_place=plain_process,
+                            padding_free=padding_free)
     params = [p for p in wrapper.parameters() if p.requires_grad]
     # The fused kernel updates each tensor in one pass: faster, and no per-tensor temporaries.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
@@ -309,7 +317,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         "length_policy": {"max_length": cfg.max_length, "policy": cfg.truncation, **length_counts},
         "dropped_incomplete_batch_pairs": len(pairs) - steps_per_epoch * cfg.global_batch_size,
         "steps": step, "resumed_from": start_step, "processes": world, "reference": ref_info,
-        "compiled_layers": compiled, "compile_seconds": compile_seconds,
+        "compiled_layers": compiled, "compile_seconds": compile_seconds, "padding_free": padding_free,
         "matmul_peak_flops": peak, "final": str(final_dir), "seconds": round(time.perf_counter() - t_start, 2),
         "last": history[-1] if history else None,
         "mean_tokens_per_s": (sum(h["tokens"] for h in history) / sum(h["seconds"] for h in history)) if history else None,
