@@ -437,6 +437,10 @@ def test_padding_free_rows_give_the_padded_log_probs_and_gradients(tiny_model_di
     # Calls without row boundaries (reference pass, evaluation) stay plain sdpa with the padding mask.
     padded, _ = response_logps(model, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5)
     torch.testing.assert_close(padded.detach(), results[0][0], atol=1e-5, rtol=1e-6)
+    # Packed rows on a model left on sdpa: transformers masks the packed block instead; same values.
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    masked, _ = response_logps(plain, mb.input_ids, mb.attention_mask, mb.loss_mask, chunk=5, padding_free=True)
+    torch.testing.assert_close(masked.detach(), results[0][0], atol=1e-5, rtol=1e-6)
 
 
 def test_padding_free_training_follows_the_padded_trajectory_and_saves_a_plain_model(tmp_path, tiny_model_dir, pairs_file):

@@ -125,7 +125,8 @@ def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 102
                    padding_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (sum of response-token log-probs [rows], response token count [rows]) in float32.
     `head_grad_in_place`: see HeadLogps (only for a single process without gradient hooks).
-    `padding_free`: the rows run packed into one (packing.py; the model must use packed attention)."""
+    `padding_free`: the rows run packed into one (packing.py). Exact with any attention that honours
+    packed `position_ids`; without packing.use_packed_attention, transformers masks a [L, L] block instead."""
     lm = _causal_lm(model)
     target_mask = loss_mask[:, 1:].bool()
     targets = input_ids[:, 1:][target_mask]

@@ -25,8 +25,8 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .flops import matmul_peak, model_shape, train_flops
 from .logprobs import ResponseLogps
-from .packing import use_packed_attention
 from .malloc import keep_freed_memory
+from .packing import use_packed_attention
 from .refcache import compute_reference, load_reference, save_reference
 from .speedups import allocate_optimizer_state, compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
 
