@@ -457,6 +457,23 @@ def test_padding_free_training_follows_the_padded_trajectory_and_saves_a_plain_m
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "packed" / "final").config._attn_implementation == "sdpa"
 
 
+def test_the_reference_pass_packed_equals_the_padded_one(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deltalearn.train.packing import use_packed_attention
+    from deltalearn.train.refcache import compute_reference
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    pairs = tokenize_dataset(tok, synthetic_pairs(10))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    padded = compute_reference(model, pairs, tok.pad_token_id, micro=4, chunk=7)
+    assert use_packed_attention(model)
+    packed = compute_reference(model, pairs, tok.pad_token_id, micro=4, chunk=7, padding_free=True)
+    for a, b in zip(padded, packed):
+        assert (a != 0).all()
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-6)
+
+
 def test_pack_rows_maps_every_real_position_and_restarts_positions():
     from deltalearn.train.packing import pack_rows
 

@@ -111,6 +111,13 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         raise DeltaError(f"{data_path}: every pair is longer than max_length {cfg.max_length}")
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    padding_free = cfg.padding_free and use_packed_attention(model)
+    if cfg.padding_free and not padding_free:
+        from rich.console import Console
+
+        (console or Console(stderr=True)).print("[yellow]padding_free: packing needs plain causal sdpa attention (no sliding "
+                                                "window, soft-capping or mixed layer types); training this model padded")
+
     # Reference log-probs: computed once from the starting weights, before any adapter exists.
     ref_c = ref_r = None
     ref_info = None
@@ -123,7 +130,8 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         if cached is None:
             with accelerator.autocast():
                 ref_c, ref_r = compute_reference(model, pairs, pad_id, micro=max(cfg.micro_batch_size, 4),
-                                                 chunk=cfg.logprob_chunk, rank=rank, world=world, device=accelerator.device)
+                                                 chunk=cfg.logprob_chunk, rank=rank, world=world, device=accelerator.device,
+                                                 padding_free=padding_free)
             if world > 1:
                 ref_c = accelerator.reduce(ref_c.to(accelerator.device), "sum").cpu()
                 ref_r = accelerator.reduce(ref_r.to(accelerator.device), "sum").cpu()
@@ -159,12 +167,6 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
             (console or Console(stderr=True)).print("[yellow]torch_compile: no C++ compiler found (g++, clang++, $CXX); training eager")
         else:
             compiled = compile_decoder_layers(lm)
-    padding_free = cfg.padding_free and use_packed_attention(lm)
-    if cfg.padding_free and not padding_free:
-        from rich.console import Console
-
-        (console or Console(stderr=True)).print(f"[yellow]padding_free: {lm.config._attn_implementation} attention with a "
-                                                "sliding window, soft-capping or mixed layer types is not packed; training padded")
     wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20, head_grad_in_place=plain_process,
                             padding_free=padding_free)
     params = [p for p in wrapper.parameters() if p.requires_grad]

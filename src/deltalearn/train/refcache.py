@@ -19,7 +19,8 @@ from .logprobs import response_logps
 
 @torch.no_grad()
 def compute_reference(model, pairs: list[TokenizedPair], pad_id: int, *, micro: int, chunk: int,
-                      rank: int = 0, world: int = 1, device="cpu", progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+                      rank: int = 0, world: int = 1, device="cpu", progress=None,
+                      padding_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of chosen and rejected for every pair, indexed by dataset row.
 
     Each process does every `world`-th micro-batch; the caller sums the partial results."""
@@ -33,7 +34,8 @@ def compute_reference(model, pairs: list[TokenizedPair], pad_id: int, *, micro: 
     for b, batch in enumerate(batches):
         if b % world == rank:
             mb = collate(batch, pad_id)
-            sums, _ = response_logps(model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.loss_mask.to(device), chunk)
+            sums, _ = response_logps(model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.loss_mask.to(device), chunk,
+                                     padding_free=padding_free)
             k = len(batch)
             ref_c[mb.index] = sums[:k].double().cpu()
             ref_r[mb.index] = sums[k:].double().cpu()
