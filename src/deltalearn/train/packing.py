@@ -24,9 +24,9 @@ PACKED = "deltalearn_packed"
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                      cu_seq_lens_q: torch.Tensor | None = None, **kwargs):
     """query [1, heads, L, d], key/value [1, kv heads, L, d] of packed rows -> ([1, L, heads, d], None)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if cu_seq_lens_q is None or query.shape[0] != 1:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     gqa = query.shape[1] != key.shape[1]
     bounds = cu_seq_lens_q.tolist()
