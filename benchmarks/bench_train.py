@@ -64,17 +64,12 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
                                           "max_length": max_length, "tracker": "none", **overrides})
         summary = train(cfg)
         seconds = time.perf_counter() - t0
-        mfu = summary["mean_mfu"]
-        # The peak again, right after the run (a fresh file, not the cache): this machine's peak moves
-        # 20% within a minute, so one measurement before the run is a loose denominator on its own.
-        from deltalearn.train.flops import matmul_peak
-
-        (Path(out_dir) / "matmul_peak_after.json").unlink(missing_ok=True)
-        after = matmul_peak(Path(out_dir) / "matmul_peak_after.json") / 1e9
-        before = summary["matmul_peak_flops"] / 1e9
-        extra = {"peak_gflops": before, "peak_after_gflops": after, "mfu_vs_mean_peak": mfu * before / ((before + after) / 2),
+        mfu = summary["mean_mfu"]  # each step against the peak probed around it (train/flops.py: PeakProbe)
+        steps = read_jsonl(Path(out_dir) / "metrics.jsonl")
+        extra = {"peak_gflops": summary["matmul_peak_flops"] / 1e9, "mfu_vs_best_peak": summary["mfu_vs_best_peak"],
                  "compile_seconds": summary["compile_seconds"],
-                 "mfu_steps": [round(h["mfu"], 3) for h in read_jsonl(Path(out_dir) / "metrics.jsonl")]}
+                 "mfu_steps": [round(h["mfu"], 3) for h in steps],
+                 "peak_steps_gflops": [round(h["matmul_peak"] / 1e9) for h in steps]}
     else:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
@@ -120,9 +115,6 @@ def main() -> None:
             if cache.exists():
                 for f in (cache / "refcache").glob("*"):
                     f.unlink()
-                # The matmul peak is measured afresh by each run: this machine's peak drifts by 10-30%
-                # over minutes, and MFU against a peak from another moment would be off by as much.
-                (cache / "matmul_peak.json").unlink(missing_ok=True)
             cmd = [sys.executable, __file__, "--worker", c, "--data", str(data), "--batch", str(args.batch),
                    "--max-length", str(args.max_length)]
             if args.head_keep_mb is not None:
@@ -140,11 +132,11 @@ def main() -> None:
     first = results[args.configs[0]][0]
     table = Table(title=f"training: {args.pairs} pairs ({first['tokens']} tokens), batch {args.batch}, max length "
                         f"{args.max_length}, 1 epoch, float32 CPU, {first['threads']} threads, median of {args.rounds}")
-    for col in ("trainer", "seconds", "tokens/s", "peak RSS (MB)", "throughput vs TRL default", "RSS vs TRL default", "MFU", "MFU vs mean of peaks before/after"):
+    for col in ("trainer", "seconds", "tokens/s", "peak RSS (MB)", "throughput vs TRL default", "RSS vs TRL default", "MFU", "MFU vs the run's best peak"):
         table.add_column(col, justify="left" if col == "trainer" else "right")
     for c, m in med.items():
         mfu = statistics.median(r["mfu"] for r in results[c]) if results[c][0]["mfu"] else None
-        mfu2 = statistics.median(r["mfu_vs_mean_peak"] for r in results[c]) if results[c][0]["mfu"] else None
+        mfu2 = statistics.median(r["mfu_vs_best_peak"] for r in results[c]) if results[c][0]["mfu"] else None
         table.add_row(c, f"{m['seconds']:.0f}", f"{m['tokens_per_s']:.0f}", f"{m['peak_rss_mb']:.0f}",
                       f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "-",
                       f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x" if base else "-",

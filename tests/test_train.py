@@ -13,6 +13,7 @@ from deltalearn.train import loop as loop_mod
 from deltalearn.train.batching import apply_length_policy, tokenize_dataset
 from deltalearn.train.checkpoint import latest_checkpoint, save_checkpoint
 from deltalearn.train.config import TrainConfig
+from deltalearn.train.flops import PeakProbe
 from deltalearn.train.loop import cosine_with_floor, same_config, train
 from conftest import write_jsonl
 
@@ -61,10 +62,29 @@ def test_reward_accuracy_rises_on_a_learnable_preference(tmp_path, tiny_model_di
     assert all(h["rewards/chosen"] > h["rewards/rejected"] for h in hist[1:])
     for key in ("grad_norm", "lr", "tokens_per_s", "mfu", "logps/accuracy", "rewards/margin"):
         assert key in hist[-1]
+    # MFU per step is against that step's own probed peak; the run's best probe is the stricter figure
+    for h in hist:
+        assert h["mfu"] == pytest.approx(h["flops"] / h["seconds"] / h["matmul_peak"]) and h["flops"] > 0
+    assert summary["matmul_peak_flops"] >= max(h["matmul_peak"] for h in hist)  # the best probe; a step has the mean of two
+    assert summary["mfu_vs_best_peak"] == pytest.approx(
+        sum(h["flops"] for h in hist) / sum(h["seconds"] for h in hist) / summary["matmul_peak_flops"])
     final = tmp_path / "run" / "final"
     assert (final / "model.safetensors").is_file() and (final / "tokenizer_config.json").is_file()
     assert json.loads((final / "config.json").read_text())["use_cache"] is True  # generation from it keeps its KV cache
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["method"] == "dpo_norm"
+
+
+def test_the_peak_probe_times_its_fastest_matmul_and_leaves_the_random_state_alone(monkeypatch):
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    probe = PeakProbe("cpu", torch.float32, n_max=256, target_s=10.0)  # never fast enough: stops at n_max
+    assert probe.n == 256 and probe() > 0
+    assert torch.equal(torch.rand(4), expected)
+    assert PeakProbe("cpu", torch.float32, target_s=0.0).n == 128  # any time is enough: the smallest n
+    times = iter([0.5, 0.25, 1.0, 0.3, 0.4])
+    monkeypatch.setattr(probe, "_once", lambda: next(times))
+    assert probe() == pytest.approx(2 * 256**3 / 0.25)
 
 
 def test_reference_logps_are_cached_and_reused(tmp_path, tiny_model_dir, pairs_file):
@@ -191,10 +211,11 @@ def test_logits_are_never_materialised_for_the_whole_batch(tmp_path, tiny_model_
 
     def spy(a, b, *args, **kw):
         y = real_mm(a, b, *args, **kw)
-        if 300 < y.shape[-1] < 1000:  # the LM head (vocab ~400); hidden layers are 32/64 wide, the peak probe 2048
+        if 300 < y.shape[-1] < 1000:  # the LM head (vocab ~400); hidden layers are 32/64 wide
             shapes.append(tuple(y.shape))
         return y
 
+    monkeypatch.setattr(loop_mod, "PeakProbe", lambda *a, **k: (lambda: 1e11))  # its square matmuls are not the head's
     monkeypatch.setattr(torch, "mm", spy)
     train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, logprob_chunk=16))
     assert shapes and all(len(s) == 2 and s[0] <= 16 for s in shapes), [s for s in shapes if len(s) != 2 or s[0] > 16]

@@ -62,3 +62,43 @@ def matmul_peak(cache_file, dtype=torch.float32, n: int = 2048, seconds: float =
     cached[key] = peak
     write_json_atomic(cache_file, cached)
     return peak
+
+
+class PeakProbe:
+    """The matmul peak of this device in the training dtype, measured around every step.
+
+    A shared machine's peak drifts (here 135-180 GFLOP/s float32 within minutes, with neighbours'
+    load), so MFU against a peak measured at another moment is off by as much. A probe is the best
+    of `trials` single n x n matmuls, n picked once so one matmul takes about `target_s` (1024 for
+    float32 on this CPU: ~0.1 s per probe). Its inputs come from their own generator: probing never
+    moves the training's random state."""
+
+    def __init__(self, device, dtype, n_max: int = 8192, target_s: float = 0.012, trials: int = 5):
+        self.device, self.dtype, self.trials = torch.device(device), dtype, trials
+        self.n = 128
+        while True:
+            self._inputs()
+            if self.n >= n_max or self._once() >= target_s:
+                break
+            self.n *= 2
+
+    def _inputs(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.a = torch.randn(self.n, self.n, generator=g).to(self.device, self.dtype)
+        self.b = torch.randn(self.n, self.n, generator=g).to(self.device, self.dtype)
+        self._once()  # warm-up: kernels picked, buffers allocated
+
+    def _sync(self) -> None:
+        if self.device.type != "cpu":
+            torch.accelerator.synchronize(self.device)
+
+    def _once(self) -> float:
+        self._sync()
+        t0 = time.perf_counter()
+        torch.mm(self.a, self.b)
+        self._sync()
+        return time.perf_counter() - t0
+
+    def __call__(self) -> float:
+        """FLOP/s of the fastest of `trials` matmuls, now."""
+        return 2.0 * self.n**3 / min(self._once() for _ in range(self.trials))
