@@ -222,7 +222,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     # 20-30% in minutes. The summary adds the stricter figure against the run's best probe.
     probe = PeakProbe(accelerator.device, torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32) if main else None
     peak_before = probe() if probe else 0.0
-    peaks = [peak_before]
+    best_peak = peak_before
     tracker = _tracker(cfg, out) if main else None
     progress = _progress(console) if main else None
     task = progress.add_task("train", total=total, completed=start_step, info="") if progress else None
@@ -281,8 +281,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
             seconds = time.perf_counter() - t0
             peak_after = probe() if probe else 0.0
             peak = (peak_before + peak_after) / 2
-            peaks.append(peak_after)
-            peak_before = peak_after
+            best_peak, peak_before = max(best_peak, peak_after), peak_after
             n = sums[5].item()
             row = {
                 "step": step, "epoch": epoch, "loss": sums[0].item() / n,
@@ -329,13 +328,13 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         "dropped_incomplete_batch_pairs": len(pairs) - steps_per_epoch * cfg.global_batch_size,
         "steps": step, "resumed_from": start_step, "processes": world, "reference": ref_info,
         "compiled_layers": compiled, "compile_seconds": compile_seconds, "padding_free": padding_free,
-        "matmul_peak_flops": max(peaks) if main else None, "final": str(final_dir), "seconds": round(time.perf_counter() - t_start, 2),
+        "matmul_peak_flops": best_peak if main else None, "final": str(final_dir), "seconds": round(time.perf_counter() - t_start, 2),
         "last": history[-1] if history else None,
         "mean_tokens_per_s": (sum(h["tokens"] for h in history) / sum(h["seconds"] for h in history)) if history else None,
         "mean_mfu": (sum(h["mfu"] for h in history) / len(history)) if history and history[0]["mfu"] else None,
         # Stricter: all the run's FLOPs over its seconds, against the best probe of the whole run.
-        "mfu_vs_best_peak": (sum(h["flops"] for h in history) / sum(h["seconds"] for h in history) / (max(peaks) * world))
-        if history and main and max(peaks) else None,
+        "mfu_vs_best_peak": (sum(h["flops"] for h in history) / sum(h["seconds"] for h in history) / (best_peak * world))
+        if history and best_peak else None,
     }
     if not main:
         return None
