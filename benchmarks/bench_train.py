@@ -41,7 +41,10 @@ def make_pairs(n: int, max_new_tokens: int) -> Path:
     return out / "pairs" / "smollm2-135m__over__smollm2-135m-drop2.jsonl"
 
 
-def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head_keep_mb: int | None = None) -> dict:
+def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head_keep_mb: int | None = None,
+           micro_batch: int | None = None) -> dict:
+    import gc
+
     import torch
 
     from deltalearn.models import TierSpec, load_model
@@ -51,6 +54,11 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
     loaded = load_model(TierSpec(name="policy"))
     rows = load_pairs(data)
     tokens = sum(tp.tokens for tp in tokenize_dataset(loaded.tokenizer, rows))
+    if name.startswith("deltalearn"):
+        # Our trainer loads its own copy from the recipe; the one loaded here only counted tokens, and
+        # keeping it would add its 540 MB to our peak RSS (TRL trains this very copy).
+        del loaded
+        gc.collect()
     t0 = time.perf_counter()
     if name.startswith("deltalearn"):
         from deltalearn.io import read_jsonl
@@ -58,6 +66,8 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
         from deltalearn.train.loop import train
 
         overrides = {} if head_keep_mb is None else {"head_keep_mb": head_keep_mb}
+        if micro_batch is not None:
+            overrides["micro_batch_size"] = micro_batch
         if name == "deltalearn_compiled":
             overrides["torch_compile"] = True
         cfg = TrainConfig.model_validate({"preset": "cpu", "data": data, "out_dir": out_dir, "global_batch_size": batch,
@@ -99,12 +109,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--configs", nargs="+", default=CONFIGS)
     ap.add_argument("--head-keep-mb", type=int, help="ours: override the cpu preset's head_keep_mb")
+    ap.add_argument("--micro-batch", type=int, help="ours: override the cpu preset's micro_batch_size (pairs per forward)")
     ap.add_argument("--worker")
     ap.add_argument("--data")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.data, args.batch, args.max_length, str(ROOT / "runs" / f"bench-{args.worker}"),
-                                args.head_keep_mb)))
+                                args.head_keep_mb, args.micro_batch)))
         return
     data = make_pairs(args.pairs, args.max_new_tokens)
     results = {c: [] for c in args.configs}
@@ -119,6 +130,8 @@ def main() -> None:
                    "--max-length", str(args.max_length)]
             if args.head_keep_mb is not None:
                 cmd += ["--head-keep-mb", str(args.head_keep_mb)]
+            if args.micro_batch is not None:
+                cmd += ["--micro-batch", str(args.micro_batch)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 sys.exit(f"{c} failed:\n{proc.stderr[-3000:]}")

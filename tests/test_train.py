@@ -539,3 +539,62 @@ def test_compiled_layers_give_the_same_trajectory_and_compile_before_step_one(tm
         load_file(tmp_path / "eager" / "final" / "model.safetensors").keys()
     # a run directory trained eager can be resumed or reused compiled
     assert same_config(tmp_path / "eager", cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, torch_compile=True))
+
+
+@pytest.mark.parametrize("into_grad", [False, True])
+def test_the_lean_mlp_gives_the_mlps_outputs_and_gradients_and_keeps_three_tensors(tiny_model_dir, into_grad):
+    from transformers import AutoModelForCausalLM
+
+    from deltalearn.train.lean_mlp import use_lean_mlp
+
+    results, kept = [], []
+    for lean in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        mlp = model.model.layers[0].mlp
+        if lean:
+            assert use_lean_mlp(model, into_grad=into_grad) == model.config.num_hidden_layers
+        torch.manual_seed(1)
+        x = torch.randn(1, 7, model.config.hidden_size, requires_grad=True)
+        outs, x_grads = [], []
+        for micro in range(2):  # the first backward finds .grad empty, the second adds to it
+            saved = []
+            with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+                y = mlp(x * (micro + 1))
+            weights = {p.untyped_storage().data_ptr() for p in mlp.parameters()}
+            kept.append({t.untyped_storage().data_ptr() for t in saved} - weights)
+            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(micro)))
+            outs.append(y.detach())
+            x_grads.append(x.grad.clone())
+        results.append((outs, x_grads, {n: p.grad.clone() for n, p in mlp.named_parameters()}))
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert results[0][2].keys() == results[1][2].keys() == {"gate_proj.weight", "up_proj.weight", "down_proj.weight"}
+    for n in results[0][2]:
+        torch.testing.assert_close(results[0][2][n], results[1][2][n], atol=1e-6, rtol=1e-5, msg=n)
+    # Activations kept for backward, per call: x, gate(x), up(x) and silu(gate), the product, against x, gate(x), up(x).
+    assert [len(k) for k in kept] == [5, 5, 3, 3]
+
+
+def test_the_lean_mlp_leaves_lora_and_other_mlps_alone(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from deltalearn.train.lean_mlp import use_lean_mlp
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.model.layers[0].mlp.act_fn = torch.nn.GELU()
+    assert use_lean_mlp(model) == model.config.num_hidden_layers - 1
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                          LoraConfig(r=2, target_modules=["gate_proj", "up_proj", "down_proj"]))
+    assert use_lean_mlp(lora.get_base_model()) == 0
+
+
+def test_lean_mlp_training_follows_the_plain_trajectory(tmp_path, tiny_model_dir, pairs_file):
+    plain = train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "plain")))
+    lean = train(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean"), lean_mlp=True))
+    assert plain["lean_mlps"] == 0 and lean["lean_mlps"] == 4
+    a = read_jsonl(tmp_path / "plain" / "metrics.jsonl")
+    b = read_jsonl(tmp_path / "lean" / "metrics.jsonl")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+    assert [r["grad_norm"] for r in a] == pytest.approx([r["grad_norm"] for r in b], rel=1e-4)
+    assert same_config(tmp_path / "lean", cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean")))

@@ -62,6 +62,10 @@ class TrainConfig(BaseModel):
     # Pack a micro-batch's rows into one row with attention per row (train/packing.py), so no matmul
     # runs on padding. Needs a model with plain causal sdpa attention; others train padded, with a warning.
     padding_free: bool = False
+    # Gated SiLU MLPs (Llama-style) as one autograd function that keeps x, gate(x) and up(x) for backward
+    # and recomputes the rest (train/lean_mlp.py): a quarter less activation memory. float32, no
+    # DeepSpeed/FSDP, not with torch_compile (Inductor picks what to keep itself).
+    lean_mlp: bool = False
 
     save_every: int = Field(default=0, ge=0)  # steps; 0 = only the final model
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -90,11 +94,13 @@ PAPER = {
 # sequences, a learning rate large enough to move a 135M model in tens of steps (the prototype of
 # the bold-section study used 2e-5 at batch 8).
 CPU = {
-    "method": "dpo_norm", "beta": 5.0, "lr": 2e-5, "global_batch_size": 8, "micro_batch_size": 1, "epochs": 1,
+    "method": "dpo_norm", "beta": 5.0, "lr": 2e-5, "global_batch_size": 8, "micro_batch_size": 2, "epochs": 1,
     "warmup_ratio": 0.03, "min_lr_ratio": 0.1, "weight_decay": 0.0, "adam_betas": [0.9, 0.95],
     "max_grad_norm": 1.0, "seed": 42, "max_length": 384, "dtype": "float32", "gradient_checkpointing": False,
-    # One pair per forward: on this CPU the matmuls run as fast as with four (measured), and the
-    # activations of one pair keep the peak RSS at half of TRL's (BENCHMARKS.md).
+    # Two pairs per forward: the matmuls see ~680 rows instead of ~340 and run ~10% faster on this
+    # CPU; four would be faster still but take the peak RSS to ~0.8x TRL's (BENCHMARKS.md, session 9).
+    # lean_mlp pays for most of the second pair's activations.
+    "lean_mlp": True,
     "logprob_chunk": 256,
     # Keep the head's softmax for backward (a micro-batch's response positions x 49,152 vocab fit in
     # 256 MB up to ~1,300 tokens): skips recomputing the head's logits (BENCHMARKS.md).

@@ -24,6 +24,7 @@ from .batching import apply_length_policy, collate, global_batches, micro_batche
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .flops import PeakProbe, model_shape, train_flops
+from .lean_mlp import use_lean_mlp
 from .logprobs import ResponseLogps
 from .malloc import keep_freed_memory
 from .packing import use_packed_attention
@@ -167,6 +168,10 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
             (console or Console(stderr=True)).print("[yellow]torch_compile: no C++ compiler found (g++, clang++, $CXX); training eager")
         else:
             compiled = compile_decoder_layers(lm)
+    lean = 0
+    if cfg.lean_mlp and not compiled and cfg.dtype == "float32" and accelerator.distributed_type in (
+            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        lean = use_lean_mlp(lm, into_grad=plain_process)
     wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20, head_grad_in_place=plain_process,
                             padding_free=padding_free)
     params = [p for p in wrapper.parameters() if p.requires_grad]
@@ -327,7 +332,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         "length_policy": {"max_length": cfg.max_length, "policy": cfg.truncation, **length_counts},
         "dropped_incomplete_batch_pairs": len(pairs) - steps_per_epoch * cfg.global_batch_size,
         "steps": step, "resumed_from": start_step, "processes": world, "reference": ref_info,
-        "compiled_layers": compiled, "compile_seconds": compile_seconds, "padding_free": padding_free,
+        "compiled_layers": compiled, "compile_seconds": compile_seconds, "padding_free": padding_free, "lean_mlps": lean,
         "matmul_peak_flops": best_peak if main else None, "final": str(final_dir), "seconds": round(time.perf_counter() - t_start, 2),
         "last": history[-1] if history else None,
         "mean_tokens_per_s": (sum(h["tokens"] for h in history) / sum(h["seconds"] for h in history)) if history else None,
@@ -343,8 +348,8 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
 
 
 # Settings that change how a run is logged, saved or run, not what it computes.
-# torch_compile only changes how fast the same step runs (floating-point order aside).
-_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile"}
+# torch_compile and lean_mlp only change how fast the same step runs (floating-point order aside).
+_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile", "lean_mlp"}
 
 
 def same_config(out: Path, cfg: TrainConfig) -> bool:
