@@ -276,10 +276,11 @@ def test_every_method_runs_and_moves_the_right_way(tmp_path, tiny_model_dir, pai
         assert hist[-1]["logps/accuracy"] == 1.0  # the policy itself now prefers chosen
 
 
-def test_two_processes_match_one(tmp_path, tiny_model_dir, pairs_file):
+@pytest.mark.parametrize("lean", [False, True])
+def test_two_processes_match_one(tmp_path, tiny_model_dir, pairs_file, lean):
     recipe = {"kind": "train", "model": {"name": "tiny", "model": str(tiny_model_dir)}, "data": str(pairs_file),
               "method": "dpo_norm", "beta": 1.0, "lr": 0.01, "global_batch_size": 4, "micro_batch_size": 1,
-              "max_length": 64, "warmup_ratio": 0.0, "tracker": "none", "max_steps": 4}
+              "max_length": 64, "warmup_ratio": 0.0, "tracker": "none", "max_steps": 4, "lean_mlp": lean}
     runs = {}
     for procs in (1, 2):
         r = dict(recipe, out_dir=str(tmp_path / f"p{procs}"))
@@ -293,7 +294,9 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, pairs_file):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[procs] = read_jsonl(tmp_path / f"p{procs}" / "metrics.jsonl")
-        assert json.loads((tmp_path / f"p{procs}" / "summary.json").read_text())["processes"] == procs
+        summary = json.loads((tmp_path / f"p{procs}" / "summary.json").read_text())
+        assert summary["processes"] == procs
+        assert summary["lean_mlps"] == (4 if lean else 0)  # under DDP too: its gradients go through autograd
     assert len(runs[1]) == len(runs[2]) == 4
     for a, b in zip(runs[1], runs[2]):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
