@@ -19,6 +19,8 @@ import types
 
 import torch
 
+from .logprobs import addable_grad
+
 
 def _accumulate(weight: torch.Tensor, dy: torch.Tensor, x: torch.Tensor):
     """dW = dy^T x, added into weight.grad in place when that is a plain float32 gradient; returns
@@ -27,7 +29,7 @@ def _accumulate(weight: torch.Tensor, dy: torch.Tensor, x: torch.Tensor):
     if g is None:
         weight.grad = torch.mm(dy.t(), x)
         return None
-    if g.layout != torch.strided or g.dtype != weight.dtype or not g.is_contiguous():
+    if not addable_grad(g, weight.dtype):
         return torch.mm(dy.t(), x)  # an unusual .grad: leave the sum to autograd
     g.addmm_(dy.t(), x)
     return None

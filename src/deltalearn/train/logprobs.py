@@ -33,6 +33,11 @@ def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
     return list(zip(ends[:-1], ends[1:]))
 
 
+def addable_grad(grad: torch.Tensor, dtype: torch.dtype) -> bool:
+    """A .grad that a backward may add into in place: dense, contiguous, of the given dtype."""
+    return grad.layout == torch.strided and grad.dtype == dtype and grad.is_contiguous()
+
+
 class HeadLogps(torch.autograd.Function):
     """log p(target) = h.W[target] - logsumexp(h.W^T), chunk by chunk, float32 logits.
 
@@ -78,7 +83,7 @@ class HeadLogps(torch.autograd.Function):
         grad_w = None
         param = ctx.param if ctx.needs_input_grad[1] else None
         acc = param.grad if param is not None else None
-        if acc is not None and (acc.layout != torch.strided or acc.dtype != torch.float32 or not acc.is_contiguous()):
+        if acc is not None and not addable_grad(acc, torch.float32):
             param = acc = None  # an unusual .grad: leave the sum to autograd
         if acc is not None:
             grad_w = acc
