@@ -55,8 +55,8 @@ def worker(name: str, data: str, batch: int, max_length: int, out_dir: str, head
     rows = load_pairs(data)
     tokens = sum(tp.tokens for tp in tokenize_dataset(loaded.tokenizer, rows))
     if name.startswith("deltalearn"):
-        # Our trainer loads its own copy from the recipe; the one loaded here only counted tokens, and
-        # keeping it would add its 540 MB to our peak RSS (TRL trains this very copy).
+        # Our trainer loads its own copy from the recipe; the one loaded here only counted tokens and
+        # would count in our peak RSS (~50 MB of it stayed resident, session 9); TRL trains this very copy.
         del loaded
         gc.collect()
     t0 = time.perf_counter()
