@@ -138,8 +138,14 @@ def test_a_changed_recipe_never_resumes_another_runs_checkpoint(tmp_path, tiny_m
     monkeypatch.setattr(loop_mod, "collate", real_collate)
     with pytest.raises(DeltaError, match=r"run/?: holds a run with different settings \(beta, lr\)"):
         train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=2, lr=0.02, beta=2.0))
-    # bookkeeping settings may change: the run resumes
-    assert train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=3, tracker="tensorboard"))["resumed_from"] == 2
+    # bookkeeping settings may change: the run resumes, here with 1 pair per micro-batch instead of 2,
+    # and follows the uninterrupted run's trajectory (each step's gradient is the same sum)
+    assert train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=3, tracker="tensorboard",
+                     micro_batch_size=1))["resumed_from"] == 2
+    train(cfg(tmp_path, tiny_model_dir, pairs_file, out_dir=str(tmp_path / "whole")))
+    resumed, whole = read_jsonl(tmp_path / "run" / "metrics.jsonl"), read_jsonl(tmp_path / "whole" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [r["step"] for r in whole] and len(whole) > 2
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
 
 
 def test_kill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch):

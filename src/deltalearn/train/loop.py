@@ -348,8 +348,10 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
 
 
 # Settings that change how a run is logged, saved or run, not what it computes.
-# torch_compile and lean_mlp only change how fast the same step runs (floating-point order aside).
-_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile", "lean_mlp"}
+# torch_compile, lean_mlp and micro_batch_size only change how fast the same step runs: a step's
+# gradient is the same sum over its global batch however it is cut (floating-point order aside).
+_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile", "lean_mlp",
+                "micro_batch_size"}
 
 
 def same_config(out: Path, cfg: TrainConfig) -> bool:
