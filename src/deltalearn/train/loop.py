@@ -158,6 +158,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     # One plain process only: DDP, FSDP and DeepSpeed hook each parameter's gradient as autograd
     # delivers it, so they need dense gradients that go through autograd.
     plain_process = accelerator.distributed_type == DistributedType.NO
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     if plain_process:
         sparse_tied_embedding(lm)
     compiled = 0
@@ -169,8 +170,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
         else:
             compiled = compile_decoder_layers(lm)
     lean = 0
-    if cfg.lean_mlp and not compiled and cfg.dtype == "float32" and accelerator.distributed_type in (
-            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+    if cfg.lean_mlp and not compiled and not sharded and cfg.dtype == "float32":
         lean = use_lean_mlp(lm, into_grad=plain_process)
     wrapper = ResponseLogps(model, cfg.logprob_chunk, cfg.head_keep_mb * 2**20, head_grad_in_place=plain_process,
                             padding_free=padding_free)
@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     # The fused kernel updates each tensor in one pass: faster, and no per-tensor temporaries.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
                                   weight_decay=cfg.weight_decay, fused=accelerator.device.type in ("cpu", "cuda"))
-    if accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+    if not sharded:
         allocate_optimizer_state(optimizer)  # DeepSpeed/FSDP build their own, sharded, in prepare()
     steps_per_epoch = len(pairs) // cfg.global_batch_size
     if steps_per_epoch == 0:
@@ -188,7 +188,6 @@ def train(cfg: TrainConfig, *, console=None) -> dict:
     # The scheduler is stepped by us once per optimizer step (accelerate's wrapper would step it once per process).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_floor(total, warmup, cfg.min_lr_ratio))
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
-    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
 
     # Resume
     ckpt_root = out / "checkpoints"
