@@ -26,7 +26,8 @@ CONFIGS = ["deltalearn", "trl_default", "trl_precompute"]  # also: deltalearn_co
 
 
 def make_pairs(n: int, max_new_tokens: int) -> Path:
-    from deltalearn.config import PairsRecipe, validate
+    from deltalearn.config import validate
+    from deltalearn.pairs.recipe import PairsRecipe
     from deltalearn.pairs.run import run_pairs
 
     out = ROOT / "runs" / f"bench-pairs-{n}-{max_new_tokens}"

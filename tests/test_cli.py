@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -50,7 +51,8 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, tiny_model_dir):
     path = recipe(tmp_path, tiny_model_dir, strategy="explicit", chosen="tiny", rejected="nope")
     proc = subprocess.run([sys.executable, "-m", "deltalearn.cli", "pairs", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == 'deltalearn: pairs: unknown tier "nope" (ladder has: tiny, tiny-drop1, tiny-drop2)'
+    assert proc.stderr.strip().splitlines()[-1] == (f'deltalearn: {path}: key "pairs.rejected": unknown tier \'nope\' '
+                                                    "(ladder has: tiny, tiny-drop1, tiny-drop2)")
     proc = subprocess.run([sys.executable, "-m", "deltalearn.cli", "pairs", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert proc.returncode == 2 and "none.yaml: recipe file not found" in proc.stderr
 
@@ -62,3 +64,23 @@ def test_run_dry_run_prints_the_plan_and_the_launch_commands():
     assert "--stage train --condition dpo_qwen3b_over_1.5b" in res.output
     bad = CliRunner().invoke(app, ["run", "recipes/logreg.yaml", "--dry-run"])
     assert "for delta studies" in str(bad.exception)  # main() turns it into one line and exit code 2
+
+
+def test_eval_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_model_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated, as by a full disk
+    for args, expected in (
+        ([str(damaged), "--suite", "mc_lite", "--out", str(tmp_path / "ev")],
+         rf"deltalearn: model 'damaged': damaged weights in {damaged} \(.*\); re-create or re-download it"),
+        ([str(tiny_model_dir), "--suite", "mc_lite", "--limit", "-3"], "deltalearn: eval: limit must be a positive number, got -3"),
+        ([str(tmp_path / "nowhere"), "--suite", "mc_lite"], "deltalearn: model 'nowhere': path not found or not a model"),
+    ):
+        proc = subprocess.run([sys.executable, "-m", "deltalearn.cli", "eval", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr[-500:]
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("deltalearn:")]
+        assert len(lines) == 1 and re.match(expected, lines[0]), proc.stderr[-800:]
+        assert "Traceback" not in proc.stderr

@@ -1,6 +1,7 @@
 import pytest
 
-from deltalearn.config import PairsRecipe, load_recipe
+from deltalearn.config import load_recipe
+from deltalearn.pairs.recipe import PairsRecipe
 from deltalearn.errors import DeltaError
 
 

@@ -232,5 +232,9 @@ def test_loglik_suite_resumes_from_its_per_item_cache(tmp_path, tiny_model_dir, 
 
     w = load_file(str(other / "model.safetensors"))
     save_file({k: v * 1.5 for k, v in w.items()}, str(other / "model.safetensors"), metadata={"format": "pt"})
-    evaluate(TierSpec(name="tiny", model=str(other)), ["mc_lite"], out, limit=4)
+    # a directory holding one model's scores refuses another model's, naming what differs
+    with pytest.raises(DeltaError, match=r"holds an evaluation of mc_lite made with other inputs \(.*limit unset -> 4.*model_fingerprint"):
+        evaluate(TierSpec(name="tiny", model=str(other)), ["mc_lite"], out, limit=4)
+    assert calls == []
+    evaluate(TierSpec(name="tiny", model=str(other)), ["mc_lite"], out, limit=4, on_change="rerun")
     assert len(calls) == 4

@@ -21,7 +21,8 @@ def test_default_ladder_is_monotone_in_size_and_quality():
 
 
 def test_embedded_pairs_run(tmp_path):
-    from deltalearn.config import PairsRecipe, validate
+    from deltalearn.config import validate
+    from deltalearn.pairs.recipe import PairsRecipe
     from deltalearn.pairs.run import run_pairs
 
     r = validate(PairsRecipe, {"out_dir": str(tmp_path / "run"), "prompts": {"limit": 4},

@@ -14,7 +14,7 @@ from deltalearn.train.batching import apply_length_policy, tokenize_dataset
 from deltalearn.train.checkpoint import latest_checkpoint, save_checkpoint
 from deltalearn.train.config import TrainConfig
 from deltalearn.train.flops import PeakProbe
-from deltalearn.train.loop import cosine_with_floor, same_config, train
+from deltalearn.train.loop import cosine_with_floor, state_of, train
 from conftest import write_jsonl
 
 
@@ -136,7 +136,7 @@ def test_a_changed_recipe_never_resumes_another_runs_checkpoint(tmp_path, tiny_m
     with pytest.raises(KeyboardInterrupt):
         train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=2))
     monkeypatch.setattr(loop_mod, "collate", real_collate)
-    with pytest.raises(DeltaError, match=r"run/?: holds a run with different settings \(beta, lr\)"):
+    with pytest.raises(DeltaError, match=r"run/?: holds a training run made with other inputs \(beta 1.0 -> 2.0, lr 0.01 -> 0.02\)"):
         train(cfg(tmp_path, tiny_model_dir, pairs_file, save_every=2, lr=0.02, beta=2.0))
     # bookkeeping settings may change: the run resumes, here with 1 pair per micro-batch instead of 2,
     # and follows the uninterrupted run's trajectory (each step's gradient is the same sum)
@@ -547,7 +547,7 @@ def test_compiled_layers_give_the_same_trajectory_and_compile_before_step_one(tm
     assert load_file(tmp_path / "compiled" / "final" / "model.safetensors").keys() == \
         load_file(tmp_path / "eager" / "final" / "model.safetensors").keys()
     # a run directory trained eager can be resumed or reused compiled
-    assert same_config(tmp_path / "eager", cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, torch_compile=True))
+    assert state_of(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, torch_compile=True, out_dir=str(tmp_path / "eager"))) == "done"
 
 
 @pytest.mark.parametrize("into_grad", [False, True])
@@ -606,4 +606,4 @@ def test_lean_mlp_training_follows_the_plain_trajectory(tmp_path, tiny_model_dir
     b = read_jsonl(tmp_path / "lean" / "metrics.jsonl")
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
     assert [r["grad_norm"] for r in a] == pytest.approx([r["grad_norm"] for r in b], rel=1e-4)
-    assert same_config(tmp_path / "lean", cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean")))
+    assert state_of(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean"))) == "done"

@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import DeltaError
+from .audit.factory import NAMES as JUDGE_NAMES
 from .evaluate.suites import GROUPS, SUITES  # names only: the suites' data loads when one is asked for
+from .train.methods import METHODS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Delta learning: weak-over-weaker preference tuning.")
 console = Console(stderr=True)
@@ -27,10 +29,11 @@ def pairs(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Generate answers from each ladder tier and build chosen/rejected preference datasets."""
-    from .config import PairsRecipe, load_recipe, validate
     from .pairs.run import run_pairs
+    from .recipes import load_any
 
-    cfg = load_recipe(recipe, PairsRecipe, set_) if recipe else validate(PairsRecipe, _shipped_recipe("cpu_pairs.yaml"), "cpu_pairs.yaml", set_)
+    cfg = (load_any(recipe, set_, allowed=("pairs",), default_kind="pairs") if recipe else
+           load_any("cpu_pairs.yaml", set_, data=_shipped_recipe("cpu_pairs.yaml"), allowed=("pairs",), default_kind="pairs"))
     manifest = run_pairs(cfg, console=console)
     _print_pairs_summary(manifest, cfg.out_dir)
 
@@ -40,12 +43,12 @@ def ladder(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe with a `ladder:` section (default: the embedded ladder)"),
 ) -> None:
     """Measure each tier's bits per character on the shipped held-out prose (lower is better)."""
-    from .config import PairsRecipe, load_recipe
     from .models.ladder import default_ladder
     from .models.loading import load_model
     from .models.quality import bits_per_char
+    from .recipes import load_any
 
-    lad = load_recipe(recipe, PairsRecipe).ladder if recipe else default_ladder()
+    lad = load_any(recipe, allowed=("pairs",), default_kind="pairs").ladder if recipe else default_ladder()
     rows = []
     for tier in lad.tiers:
         lm = load_model(tier)
@@ -64,17 +67,16 @@ def ladder(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(help="Preference-tune or SFT a model on a pairs dataset; resumes from the last checkpoint, reuses a finished "
+             "run of the same inputs. Methods: " + "; ".join(f"{n} ({m.help})" for n, m in METHODS.items()))
 def train(
     recipe: Path = typer.Argument(..., help="Train recipe YAML (kind: train)"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Preference-tune (dpo_norm, dpo, ipo, simpo) or SFT a model on a pairs dataset; resumes from the last checkpoint."""
-    from .config import load_recipe
-    from .train.config import TrainConfig
+    from .recipes import load_any
     from .train.loop import train as run_train
 
-    cfg = load_recipe(recipe, TrainConfig, set_)
+    cfg = load_any(recipe, set_, allowed=("train",), default_kind="train")
     summary = run_train(cfg, console=console)
     if summary is None:
         return
@@ -96,7 +98,7 @@ def train(
 @app.command()
 def audit(
     pairs: Path = typer.Argument(..., help="Pairs JSONL or saved dataset"),
-    judge: str = typer.Option("length_words", help="bold_sections | length_words | length_chars | regex:PATTERN | llm-rubric | llm-pairwise | reward-model"),
+    judge: str = typer.Option("length_words", help=f"One of: {JUDGE_NAMES}"),
     judge_model: Optional[str] = typer.Option(None, help="Judge model: local dir, .gguf, hub id or embedded:smollm2-135m-instruct (llm-*, reward-model)"),
     endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for an llm-* judge (key from $OPENAI_API_KEY)"),
     n: int = typer.Option(100, help="Pairs to sample (seeded)"),
@@ -156,6 +158,7 @@ def eval_(
     limit: Optional[int] = typer.Option(None, help="First N items of each suite"),
     batch_size: int = typer.Option(8),
     max_new_tokens: Optional[int] = typer.Option(None, help="Override each suite's budget"),
+    rerun: bool = typer.Option(False, "--rerun", help="Score again a suite that --out holds with other settings (default: refuse)"),
     seed: int = typer.Option(0),
     compare_: Optional[list[Path]] = typer.Option(None, "--compare", help="Compare eval run directories instead (first = baseline)"),
     harness: Optional[str] = typer.Option(None, help="Run the paper's 11 benchmarks through olmes or lm-eval (needs hub access and GPUs)"),
@@ -213,8 +216,13 @@ def eval_(
         raise DeltaError("eval needs a MODEL, or --compare RUN_DIR RUN_DIR ...")
     name = Path(model).name if Path(model).exists() else model.split(":")[-1].split("/")[-1]
     target = out_dir or Path("runs") / f"eval-{name}"
-    s = evaluate(TierSpec(name=_safe(name), model=model), suite, target, limit=limit, batch_size=batch_size,
-                 seed=seed, max_new_tokens=max_new_tokens, console=console)
+    from .models.loading import source_problems
+
+    tier = TierSpec(name=_safe(name), model=model)
+    for problem in source_problems(tier):
+        raise DeltaError(problem)
+    s = evaluate(tier, suite, target, limit=limit, batch_size=batch_size, seed=seed, max_new_tokens=max_new_tokens,
+                 console=console, on_change="rerun" if rerun else "refuse")
     t = Table(title=f"eval: {model}")
     for c in ("suite", "kind", "n", "metric", "mean (95% CI)", "better"):
         t.add_column(c, justify="right" if c in ("n", "mean (95% CI)") else "left")
@@ -240,10 +248,9 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""
-    from .config import load_yaml, validate
+    from .recipes import STUDIES, load_any
 
-    data = load_yaml(recipe)
-    cfg = validate(_study_class(data.get("kind"), recipe), data, str(recipe), set_)
+    cfg = load_any(recipe, set_, allowed=STUDIES, files=not dry_run)
     if (dry_run or stage != "all" or condition) and cfg.kind != "delta":
         raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
     if dry_run:
@@ -291,11 +298,10 @@ def demo(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """The bold-section study on the embedded model, sized for a 2-core CPU."""
-    from .config import validate
-    from .experiments.bold_study import BoldStudy
+    from .recipes import load_any
 
     name = "bold.yaml" if full else "bold_demo.yaml"
-    _run_study(validate(BoldStudy, _shipped_recipe(name), name, set_))
+    _run_study(load_any(name, set_, data=_shipped_recipe(name), allowed=("bold",)))
 
 
 @app.command()
@@ -312,17 +318,6 @@ def report(run_dir: Path = typer.Argument(..., help="A finished study's run dire
 
     study = json.loads((run_dir / "results.json").read_text()).get("study", "bold")
     out.print(f"wrote {({'logreg': logreg_report, 'delta': delta_report}.get(study, bold_report))(run_dir)}")
-
-
-def _study_class(kind, source):
-    from .experiments.bold_study import BoldStudy
-    from .experiments.delta_study import DeltaStudy
-    from .experiments.logreg import LogRegStudy
-
-    studies = {"bold": BoldStudy, "delta": DeltaStudy, "logreg": LogRegStudy}
-    if kind not in studies:
-        raise DeltaError(f'{source}: key "kind": unknown study {kind!r} (studies: {", ".join(studies)})')
-    return studies[kind]
 
 
 def _run_study(cfg) -> None:
@@ -417,7 +412,8 @@ def main() -> None:
     try:
         app()
     except DeltaError as e:
-        print(f"deltalearn: {e}", file=sys.stderr)  # one line, never wrapped
+        for line in str(e).splitlines():  # one line per problem, never wrapped
+            print(f"deltalearn: {line}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("deltalearn: interrupted; finished rows are kept and a rerun resumes", file=sys.stderr)

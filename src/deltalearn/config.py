@@ -1,54 +1,20 @@
-"""Recipes: YAML files validated by pydantic. Errors name the file and the key."""
+"""Recipes: YAML files validated by pydantic, every error reported at once with its file and key.
+
+The general loader: it knows no stage. Each recipe kind's model lives beside its stage
+(pairs/recipe.py, train/config.py, experiments/*); `recipes.py` maps `kind:` to them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
-from .errors import DeltaError
-from .generate.run import GenerateConfig
-from .models.ladder import Ladder, default_ladder
-from .pairs.filters import FilterConfig
-from .pairs.strategies import StrategyConfig
+from .errors import DeltaError, RecipeErrors
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class PromptsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: str = "shipped"
-    column: str = "prompt"
-    id_column: str | None = "id"
-    category_column: str | None = "category"
-    split: str | None = None
-    limit: int | None = Field(default=None, gt=0)
-
-
-class PairsConfig(StrategyConfig):
-    filters: FilterConfig = Field(default_factory=FilterConfig)
-
-
-class PairsRecipe(BaseModel):
-    """prompts -> generate (each ladder tier) -> pairs."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["pairs"] = "pairs"
-    name: str = "pairs"
-    out_dir: str = "runs/pairs"
-    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
-    ladder: Ladder = Field(default_factory=default_ladder)
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    pairs: PairsConfig = Field(default_factory=PairsConfig)
-
-    @field_validator("ladder", mode="before")
-    @classmethod
-    def _named_ladder(cls, v):
-        if v == "default":
-            return default_ladder()
-        return v
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -71,15 +37,38 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def validate(model: type[T], data: dict, source: str = "recipe", overrides: list[str] | None = None) -> T:
+    """The recipe as `model`, or one DeltaError listing every problem, one line each:
+    `source: key "a.b": message`. Nothing is loaded here: files are checked by `check_files`."""
     for item in overrides or []:
         _apply_override(data, item, source)
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise DeltaError(f'{source}: key "{key}": {err["msg"]}{more}') from None
+        raise DeltaError("\n".join(f'{source}: key "{k or "(top level)"}": {m}' for k, m in error_list(e))) from None
+
+
+def error_list(e: ValidationError) -> list[tuple[str, str]]:
+    """(dotted key, message) for every error, RecipeErrors expanded to their own keys."""
+    out = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, RecipeErrors):
+            out += [(".".join(x for x in (loc, k) if x), m) for k, m in cause.errors]
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "literal_error":
+                msg = f"{msg}, got {err['input']!r}"
+            out.append((loc, msg))
+    return out
+
+
+def check_files(cfg, source: str) -> None:
+    """Files a recipe names that are missing (prompts, pairs data, local models), all at once, before
+    any model loads. Recipe kinds list theirs in `problems()`."""
+    problems = cfg.problems() if hasattr(cfg, "problems") else []
+    if problems:
+        raise DeltaError("\n".join(f'{source}: key "{k}": {m}' for k, m in problems))
 
 
 def load_recipe(path: str | Path, model: type[T], overrides: list[str] | None = None) -> T:
@@ -97,4 +86,7 @@ def _apply_override(data: dict, item: str, source: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise DeltaError(f"{source}: override {key!r}: {p!r} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise DeltaError(f"{source}: override {key!r}: value is not valid YAML ({getattr(e, 'problem', None) or e})") from None

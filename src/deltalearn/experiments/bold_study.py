@@ -9,10 +9,9 @@ bootstrap intervals -> table, PNG, report.md.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +21,7 @@ from ..generate.run import GenerateConfig, generate_tier
 from ..io import write_json_atomic, write_jsonl_atomic
 from ..models.spec import EMBEDDED, TierSpec
 from .bold import with_k_sections
-from .common import Stage, train_stage
+from .common import Stage, claim_study, finish_study, train_stage
 
 # condition -> (method, chosen (k, variant), rejected (k, variant))
 CONDITIONS = {
@@ -43,16 +42,27 @@ class BoldStudy(BaseModel):
     student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED))
     train_limit: int = Field(default=48, gt=0)
     test_limit: int = Field(default=24, gt=0)
-    answer_max_new_tokens: int = 128
-    eval_max_new_tokens: int = 160
-    batch_size: int = 16
+    answer_max_new_tokens: int = Field(default=128, gt=0)
+    eval_max_new_tokens: int = Field(default=160, gt=0)
+    batch_size: int = Field(default=16, ge=1)
     warmup: Stage | None = Field(default_factory=lambda: Stage(method="sft", lr=5e-5, epochs=1))
-    warmup_k: int = 3
+    warmup_k: int = Field(default=3, ge=1, le=12)
     dpo: Stage = Field(default_factory=Stage)
     sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5))
     conditions: list[Literal["sft3", "sft2", "dpo_3_over_2", "dpo_2_over_3", "dpo_3_over_3"]] = Field(
         default_factory=lambda: list(CONDITIONS))
     seed: int = 42
+    # A run directory made with other settings: refuse (default), or rerun what they change.
+    on_change: Literal["refuse", "rerun"] = "refuse"
+
+    # Keys that change no result: where it is written, generation batch size, which conditions run now
+    # (each condition's training and evaluation keep their own record).
+    BOOKKEEPING: ClassVar[set[str]] = {"name", "out_dir", "batch_size", "conditions", "on_change"}
+
+    def problems(self) -> list[tuple[str, str]]:
+        from ..models.loading import source_problems
+
+        return [("student.model", m) for m in source_problems(self.student)]
 
 
 def _rows(answers: dict, prompts, chosen: tuple[int, int], rejected: tuple[int, int]) -> list[dict]:
@@ -73,7 +83,7 @@ def _eval(model: TierSpec, out: Path, cfg: BoldStudy, console) -> dict:
     from ..evaluate.run import evaluate
 
     s = evaluate(model, ["style"], out, limit=cfg.test_limit, batch_size=cfg.batch_size,
-                 max_new_tokens=cfg.eval_max_new_tokens, seed=cfg.seed, console=console)
+                 max_new_tokens=cfg.eval_max_new_tokens, seed=cfg.seed, console=console, on_change=cfg.on_change)
     m = s["suites"]["style"]["metrics"]
     return {"bold_sections": m["distinct_bold_sections"], "raw_bold_sections": m["bold_sections"],
             "length_words": m["length_words"]}
@@ -81,8 +91,8 @@ def _eval(model: TierSpec, out: Path, cfg: BoldStudy, console) -> dict:
 
 def run_bold(cfg: BoldStudy, *, console=None) -> dict:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    claim_study(cfg, cfg.BOOKKEEPING)
+    write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
     times, t0 = {}, time.perf_counter()
     train_prompts = load_prompts(split="train", limit=cfg.train_limit)
     gen = GenerateConfig(batch_size=cfg.batch_size, settings=GenerationSettings(max_new_tokens=cfg.answer_max_new_tokens))
@@ -95,7 +105,8 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
         t = time.perf_counter()
         rows = _rows(answers, train_prompts, (cfg.warmup_k, 0), (2 if cfg.warmup_k != 2 else 1, 0))
         write_jsonl_atomic(out / "data" / "warmup.jsonl", rows)
-        final = train_stage(cfg.warmup, cfg.student, out / "data" / "warmup.jsonl", out / "models" / "warmup", cfg.seed, console)
+        final = train_stage(cfg.warmup, cfg.student, out / "data" / "warmup.jsonl", out / "models" / "warmup", cfg.seed, console,
+                            cfg.on_change)
         start = TierSpec(name="warmup", model=str(final))
         times["warmup"] = time.perf_counter() - t
         results["student (no warm-up)"] = None  # not evaluated: it shows no bold headers to amplify
@@ -110,7 +121,8 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
         write_jsonl_atomic(data, rows)
         pair_counts[name] = len(rows)
         t = time.perf_counter()
-        final = train_stage(stage.model_copy(update={"method": method}), start, data, out / "models" / name, cfg.seed, console)
+        final = train_stage(stage.model_copy(update={"method": method}), start, data, out / "models" / name, cfg.seed, console,
+                            cfg.on_change)
         times[f"train {name}"] = time.perf_counter() - t
         t = time.perf_counter()
         results[name] = _eval(TierSpec(name=name, model=str(final)), out / "eval" / name, cfg, console)
@@ -123,4 +135,5 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
     from .report import bold_report
 
     bold_report(out)
+    finish_study(cfg, cfg.BOOKKEEPING)
     return summary

@@ -7,19 +7,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..errors import RecipeErrors
 from ..models.spec import TierSpec
+from ..train.methods import MethodName
 
 _OWN = ("method", "beta", "lr", "global_batch_size", "micro_batch_size", "epochs", "max_length", "nll_coef")
+_SET_BY_STUDY = {"model", "data", "out_dir", "seed", "name", "preset", "on_change"}
 
 
 class Stage(BaseModel):
     """One training run's settings inside a study recipe. Unset values come from `preset` (`cpu` for
     the embedded model here, `paper` for the released 8B settings); `options` takes any other key of
-    a train recipe (dtype, gradient_checkpointing, lora, save_every, tracker, ...)."""
+    a train recipe (dtype, gradient_checkpointing, lora, save_every, tracker, ...). Every value is
+    checked as the train recipe it becomes, when the study recipe loads."""
 
     model_config = ConfigDict(extra="forbid")
     preset: Literal["cpu", "paper"] = "cpu"
-    method: str | None = None
+    method: MethodName | None = None
     beta: float | None = None
     lr: float | None = None
     global_batch_size: int | None = None
@@ -31,32 +35,76 @@ class Stage(BaseModel):
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> "Stage":
-        from ..train.config import PRESETS, TrainConfig
+        from pydantic import ValidationError
+
+        from ..config import error_list
+        from ..train.config import PRESETS
 
         for key in _OWN:
             if getattr(self, key) is None:
                 setattr(self, key, PRESETS[self.preset][key])
-        unknown = sorted(set(self.options) - set(TrainConfig.model_fields) | set(self.options) & {*_OWN, "model", "data", "out_dir"})
-        if unknown:
-            raise ValueError(f"options: {', '.join(unknown)} cannot be set here (unknown train keys, or set by the study)")
+        errors = [(f"options.{k}", "set by the study or by a key of the stage itself, not in options")
+                  for k in sorted(set(self.options) & (set(_OWN) | _SET_BY_STUDY))]
+        if not errors:
+            try:
+                self.train_config(TierSpec(name="check"), Path("pairs.jsonl"), Path("check"), 0)
+            except ValidationError as e:
+                errors = [(k if k.split(".")[0] in _OWN else f"options.{k}", m) for k, m in error_list(e)]
+        if errors:
+            raise RecipeErrors(errors)
         return self
 
-    def train_config(self, model: TierSpec, data: Path, out: Path, seed: int):
+    def train_config(self, model: TierSpec, data: Path, out: Path, seed: int, on_change: str = "refuse"):
         from ..train.config import TrainConfig
 
         return TrainConfig.model_validate({
             "tracker": "none", **self.options, "preset": self.preset, **{k: getattr(self, k) for k in _OWN},
-            "model": model.model_dump(), "data": str(data), "out_dir": str(out), "seed": seed, "name": out.name})
+            "model": model.model_dump(), "data": str(data), "out_dir": str(out), "seed": seed, "name": out.name,
+            "on_change": on_change})
+
+def study_inputs(cfg, bookkeeping: set[str]) -> dict:
+    """A study's settings minus its bookkeeping keys (dotted paths: `eval.suites`), as flat keys."""
+    from .. import record
+
+    flat = record.flatten(cfg.model_dump(mode="json"))
+    return {k: v for k, v in flat.items() if not any(k == b or k.startswith(b + ".") for b in bookkeeping)}
 
 
-def train_stage(stage: Stage, model: TierSpec, data: Path, out: Path, seed: int, console) -> Path:
+def claim_study(cfg, bookkeeping: set[str]) -> None:
+    """Before any work: refuse a run directory that holds this study made with other settings,
+    naming each key that differs with both values (e.g. `train_limit 48 -> 24`). With `on_change:
+    rerun` it is accepted and every stage redoes what the new settings change (each stage checks
+    its own inputs) and reuses what they do not."""
+    from .. import record
+
+    out = Path(cfg.out_dir)
+    inputs = study_inputs(cfg, bookkeeping)
+    legacy = not (out / record.RECORD).is_file() and (out / "results.json").is_file()
+    record.check(out, "study", inputs, cfg.on_change, legacy=legacy, what=f"a {cfg.kind} study")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps_in(out)
+    record.mark(out, "study", inputs, "started")
+
+
+def finish_study(cfg, bookkeeping: set[str]) -> None:
+    from .. import record
+
+    record.mark(Path(cfg.out_dir), "study", study_inputs(cfg, bookkeeping), "done")
+
+
+def remove_stale_temps_in(out: Path) -> None:
+    """What a killed atomic write left anywhere in a study's run directory (it has one owner: this run)."""
+    from ..io import remove_stale_temps
+
+    for d in [out, *(p for p in out.rglob("*") if p.is_dir() and not p.name.startswith("."))]:
+        remove_stale_temps(d)
+
+
+def train_stage(stage: Stage, model: TierSpec, data: Path, out: Path, seed: int, console, on_change: str = "refuse") -> Path:
     """Train `model` on `data` (a pairs JSONL) into `out`; returns the final weights' directory.
-    A finished run of the same settings is not trained again, so a study that stopped part-way
-    resumes where it was (and a changed setting is refused, never silently reused)."""
-    from ..train.loop import same_config, train
+    A finished run of the same inputs (settings, the pairs' content, the start model's weights) is
+    reused and a stopped one resumed; a run of other inputs is refused, or with `rerun` redone."""
+    from ..train.loop import train
 
-    cfg = stage.train_config(model, data, out, seed)
-    if (out / "summary.json").is_file() and same_config(out, cfg):
-        return out / "final"
-    train(cfg, console=console)
+    train(stage.train_config(model, data, out, seed, on_change), console=console)
     return out / "final"

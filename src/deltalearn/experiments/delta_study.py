@@ -13,22 +13,24 @@ import json
 import time
 from itertools import permutations
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import PromptsConfig
+from ..errors import RecipeErrors
 from ..generate.base import GenerationSettings
+from ..generate.prompts import PromptsConfig
 from ..generate.run import GenerateConfig
+from .. import record
 from ..io import write_json_atomic
 from ..models.ladder import Ladder, default_ladder
 from ..models.spec import EMBEDDED, TierSpec
 from ..pairs.filters import FilterConfig
-from .common import Stage, train_stage
+from .common import Stage, claim_study, finish_study, train_stage
 from .plan import PlanSettings
 
-Method = Literal["dpo_norm", "dpo", "ipo", "simpo", "sft"]
+from ..train.methods import MethodName as Method
 
 
 class Condition(BaseModel):
@@ -68,6 +70,15 @@ class AuditStage(BaseModel):
     n: int | None = Field(default=None, gt=0)  # pairs judged per dataset; None = all
     endpoint: str | None = None
 
+    @model_validator(mode="after")
+    def _judge_known(self) -> "AuditStage":
+        from ..audit.factory import judge_problem
+
+        problem = judge_problem(self.judge, self.judge_model, self.endpoint, model_supplied=self.judge == "loglik")
+        if problem:
+            raise RecipeErrors([("judge", problem)])
+        return self
+
 
 class EvalStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -80,10 +91,13 @@ class EvalStage(BaseModel):
     gain: list[str] = Field(default_factory=lambda: ["mc_lite.acc_norm", "ifeval_lite.instruction_strict"])
 
     @model_validator(mode="after")
-    def _gain_in_suites(self) -> "EvalStage":
-        for g in self.gain:
-            if "." not in g or g.split(".", 1)[0] not in self.suites:
-                raise ValueError(f"gain metric {g!r} must be SUITE.METRIC with SUITE one of {self.suites}")
+    def _suites_and_gain(self) -> "EvalStage":
+        from ..evaluate.suites import gain_problem, suite_problem
+
+        errors = [(f"suites.{i}", suite_problem(n)) for i, n in enumerate(self.suites) if suite_problem(n)]
+        errors += [(f"gain.{i}", gain_problem(g, self.suites)) for i, g in enumerate(self.gain) if gain_problem(g, self.suites)]
+        if errors:
+            raise RecipeErrors(errors)
         return self
 
 
@@ -109,33 +123,77 @@ class DeltaStudy(BaseModel):
     dpo: Stage = Field(default_factory=lambda: Stage(lr=5e-5))
     sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5))
     seed: int = 42
+    # A run directory made with other settings: refuse (default), or rerun what they change.
+    on_change: Literal["refuse", "rerun"] = "refuse"
+
+    # Keys that do not change any result: where things are written and which conditions or suites
+    # this invocation covers (each condition's training and each suite's evaluation keep their own
+    # record, so adding one reuses the rest).
+    BOOKKEEPING: ClassVar[set[str]] = {"name", "description", "out_dir", "answers_dir", "conditions", "grid", "plan",
+                                       "on_change", "eval.suites", "eval.gain", "eval.batch_size", "generate.batch_size"}
 
     @field_validator("ladder", mode="before")
     @classmethod
     def _named_ladder(cls, v):
         return default_ladder() if v == "default" else v
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _all_errors(cls, data, handler):
+        """Field errors stop pydantic before the cross-field checks below; run the tier-name checks on
+        the raw recipe too, so one load reports every problem."""
+        from pydantic import ValidationError
+
+        from ..config import error_list
+
+        try:
+            return handler(data)
+        except ValidationError as e:
+            found = error_list(e)
+            extra = [x for x in _raw_tier_errors(data) if x not in found]
+            raise RecipeErrors(found + extra) from None
+
     @model_validator(mode="after")
     def _check(self) -> "DeltaStudy":
         names = self.ladder.names
-        for c in self.conditions:
-            for t in (c.chosen, c.rejected):
+        errors = []
+        for i, c in enumerate(self.conditions):
+            for key in ("chosen", "rejected"):
+                t = getattr(c, key)
                 if t is not None and t not in names:
-                    raise ValueError(f"condition {c.name!r}: unknown tier {t!r} (ladder has: {', '.join(names)})")
-        for t in (self.grid.tiers or []) if self.grid else []:
-            if t not in names:
-                raise ValueError(f"grid: unknown tier {t!r} (ladder has: {', '.join(names)})")
-        if not self.conditions and self.grid is None:
-            raise ValueError("a delta study needs `conditions`, a `grid`, or both")
-        for c in self.conditions:
+                    errors.append((f"conditions.{i}.{key}", f"unknown tier {t!r} (ladder has: {', '.join(names)})"))
             try:
                 self.stage_for(c)
             except ValueError as e:
-                raise ValueError(f"condition {c.name!r}: train: {e}") from None
-        seen = [c.name for c in self.all_conditions()]
-        if len(set(seen)) != len(seen) or "base" in seen:
-            raise ValueError(f"condition names must be unique and not 'base': {seen}")
+                from pydantic import ValidationError
+
+                from ..config import error_list
+
+                found = error_list(e) if isinstance(e, ValidationError) else [("", str(e))]
+                errors += [(f"conditions.{i}.train" + (f".{k}" if k else ""), m) for k, m in found]
+        for i, t in enumerate((self.grid.tiers or []) if self.grid else []):
+            if t not in names:
+                errors.append((f"grid.tiers.{i}", f"unknown tier {t!r} (ladder has: {', '.join(names)})"))
+        if not self.conditions and self.grid is None:
+            errors.append(("", "a delta study needs `conditions`, a `grid`, or both"))
+        if not errors:
+            seen = [c.name for c in self.all_conditions()]
+            if len(set(seen)) != len(seen) or "base" in seen:
+                errors.append(("conditions", f"condition names must be unique and not 'base': {seen}"))
+        if errors:
+            raise RecipeErrors(errors)
         return self
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Missing files (prompts, the student's and each needed tier's model), before anything loads."""
+        from ..models.loading import source_problems
+
+        out = [(f"prompts.{k}", m) for k, m in self.prompts.problems()]
+        out += [("student.model", m) for m in source_problems(self.student)]
+        needed = {t.name for t in self.needed_tiers()}
+        out += [(f"ladder.tiers.{i}.model", m) for i, t in enumerate(self.ladder.tiers) if t.name in needed
+                for m in source_problems(t)]
+        return out
 
     def stage_for(self, c: Condition) -> Stage:
         base = self.sft if c.method == "sft" else self.dpo
@@ -148,6 +206,26 @@ class DeltaStudy(BaseModel):
 
     def all_conditions(self) -> list[Condition]:
         return self.conditions + expand_grid(self.grid, self.ladder) if self.grid else list(self.conditions)
+
+
+def _raw_tier_errors(data) -> list[tuple[str, str]]:
+    """Unknown tier names in a recipe that failed field validation (best effort on the raw mapping)."""
+    if not isinstance(data, dict):
+        return []
+    ladder = data.get("ladder")
+    if ladder in (None, "default"):
+        names = default_ladder().names
+    elif isinstance(ladder, dict) and isinstance(ladder.get("tiers"), list):
+        names = [t.get("name") for t in ladder["tiers"] if isinstance(t, dict)]
+    else:
+        return []
+    errors = []
+    for i, c in enumerate(data.get("conditions") or []):
+        for key in ("chosen", "rejected"):
+            t = c.get(key) if isinstance(c, dict) else None
+            if isinstance(t, str) and t not in names:
+                errors.append((f"conditions.{i}.{key}", f"unknown tier {t!r} (ladder has: {', '.join(map(str, names))})"))
+    return errors
 
 
 def expand_grid(grid: Grid, ladder: Ladder) -> list[Condition]:
@@ -184,6 +262,18 @@ def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path)
     return Path(summary["jsonl"]), summary
 
 
+def _audit_inputs(cfg: DeltaStudy, data: Path) -> dict:
+    """An audit's result depends on the pairs' content, the judge and its model's weights, the sample."""
+    from ..io import file_fingerprint
+    from ..models.loading import tier_fingerprint
+
+    a = cfg.audit
+    judge_model = tier_fingerprint(cfg.student) if a.judge_model is None else (
+        a.judge_model if a.endpoint else tier_fingerprint(TierSpec(name="judge", model=a.judge_model)))
+    return {"pairs_sha256": file_fingerprint(data), "judge": a.judge, "judge_model": judge_model, "endpoint": a.endpoint,
+            "n": a.n, "seed": cfg.seed}
+
+
 def _judge(cfg: DeltaStudy):
     if cfg.audit.judge == "loglik" and cfg.audit.judge_model is None:
         from ..audit.judges import LoglikJudge
@@ -197,14 +287,12 @@ def _judge(cfg: DeltaStudy):
 
 
 def _evaluate(cfg: DeltaStudy, tier: TierSpec, out: Path, console) -> Path:
+    """Each suite is reused only when scored with exactly these inputs (evaluate's run record)."""
     from ..evaluate.run import evaluate
 
-    done = out / "summary.json"
-    if done.is_file() and set(json.loads(done.read_text())["suites"]) >= set(cfg.eval.suites):
-        return out
     e = cfg.eval
     evaluate(tier, e.suites, out, limit=e.limit, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
-             seed=cfg.seed, console=console)
+             seed=cfg.seed, console=console, on_change=cfg.on_change)
     return out
 
 
@@ -254,11 +342,19 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
         results[c.name].update(pairs=summary["kept"], data=str(path))
     if cfg.audit is not None:
         t = time.perf_counter()
-        judge = _judge(cfg)
+        judge = None
         for c in conditions:
             if c.rejected is None:
                 continue
-            a = audit_pairs(results[c.name]["data"], judge, n=cfg.audit.n, seed=cfg.seed, out_dir=out / "audit" / c.run_name)
+            audit_dir = out / "audit" / c.run_name
+            inputs = _audit_inputs(cfg, Path(results[c.name]["data"]))
+            legacy = (audit_dir / "summary.json").is_file() and "audit" not in record.read(audit_dir)
+            if record.check(audit_dir, "audit", inputs, cfg.on_change, legacy=legacy, what="an audit") == "done":
+                a = json.loads((audit_dir / "summary.json").read_text())
+            else:
+                judge = judge or _judge(cfg)  # loaded once, and only when some audit is not done
+                a = audit_pairs(results[c.name]["data"], judge, n=cfg.audit.n, seed=cfg.seed, out_dir=audit_dir)
+                record.mark(audit_dir, "audit", inputs, "done")
             if "mean_delta" not in a and a.get("n"):  # a pairwise judge: +1 agree, 0 tie, -1 reversal
                 a["mean_delta"], a["mean_delta_ci95"] = a["agreement"] - a["reversals"], None
             results[c.name]["audit"] = {"judge": a["judge"], "mean_delta": a.get("mean_delta"), "ci95": a.get("mean_delta_ci95"),
@@ -287,6 +383,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         if condition not in [c.name for c in conditions]:
             raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)})")
         conditions = [c for c in conditions if c.name == condition]
+    claim_study(cfg, cfg.BOOKKEEPING)
     write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
     t0 = time.perf_counter()
     if stage in ("all", "data"):
@@ -299,7 +396,8 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
 
     if stage in ("all", "train"):
         for c in conditions:
-            train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / c.run_name, cfg.seed, console)
+            train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / c.run_name, cfg.seed, console,
+                        cfg.on_change)
     if stage in ("data", "train"):
         return None
     if stage in ("all", "eval"):
@@ -334,4 +432,5 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     from .delta_report import delta_report
 
     delta_report(out)
+    finish_study(cfg, cfg.BOOKKEEPING)
     return summary

@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import RecipeErrors
 
 from ..audit.stats import bootstrap_ci
 from ..io import write_json_atomic, write_text_atomic
@@ -90,18 +94,26 @@ class LogRegStudy(BaseModel):
     kind: Literal["logreg"] = "logreg"
     name: str = "logreg"
     out_dir: str = "runs/logreg"
-    dims: list[int] = Field(default_factory=lambda: [50, 200, 1000])
-    error_corrs: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.9])
-    teacher_gaps: list[float] = Field(default_factory=lambda: [0.1, 0.3])  # rho_A - rho_B
-    rho_student: float = 0.8
-    rho_teacher_a: float = 0.6
-    student_norm: float = 2.0
-    n_train: int = 2000
-    n_pop: int = 10000
-    steps: int = 150
-    lr: float = 0.5
-    beta: float = 1.0
-    seeds: int = 5
+    dims: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [50, 200, 1000], min_length=1)
+    error_corrs: list[Annotated[float, Field(ge=-1, le=1)]] = Field(default_factory=lambda: [0.0, 0.5, 0.9], min_length=1)
+    teacher_gaps: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.1, 0.3], min_length=1)  # rho_A - rho_B
+    rho_student: float = Field(default=0.8, gt=-1, lt=1)
+    rho_teacher_a: float = Field(default=0.6, gt=-1, lt=1)
+    student_norm: float = Field(default=2.0, gt=0)
+    n_train: int = Field(default=2000, ge=10)
+    n_pop: int = Field(default=10000, ge=10)
+    steps: int = Field(default=150, ge=1)
+    lr: float = Field(default=0.5, gt=0)
+    beta: float = Field(default=1.0, gt=0)
+    seeds: int = Field(default=5, ge=2)  # intervals over seeds need two or more
+
+    @model_validator(mode="after")
+    def _teacher_b_exists(self) -> "LogRegStudy":
+        bad = [(f"teacher_gaps.{i}", f"rho_teacher_a - gap = {self.rho_teacher_a - g:.2f} is not a cosine in (-1, 1)")
+               for i, g in enumerate(self.teacher_gaps) if not -1 < self.rho_teacher_a - g < 1]
+        if bad:
+            raise RecipeErrors(bad)
+        return self
 
 
 def run_logreg(cfg: LogRegStudy, *, console=None) -> dict:

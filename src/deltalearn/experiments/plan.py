@@ -12,6 +12,8 @@ import shlex
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..train.methods import METHODS
+
 
 class PlanSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -88,7 +90,7 @@ def plan_study(cfg, recipe_path: str, overrides: list[str] | None = None) -> dic
         seqs = 1 if c.method == "sft" else 2  # chosen and rejected
         tokens = n_prompts * per_answer * seqs * stage.epochs
         # policy forward+backward; a reference forward for the methods that use one
-        mult = 6.0 + (2.0 if c.method in ("dpo_norm", "dpo", "ipo") else 0.0)
+        mult = 6.0 + (2.0 if METHODS[c.method].reference else 0.0)
         flops = mult * student * tokens if student else None
         rows.append({"stage": "train", "what": c.name, "params": student, "pairs": n_prompts, "tokens": tokens, "flops": flops,
                      "gpu_hours": flops / (flops_per_gpu_hour * p.train_mfu) if flops else None})

@@ -8,9 +8,33 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..errors import DeltaError, where
 
 SHIPPED = "shipped"
+
+
+class PromptsConfig(BaseModel):
+    """A recipe's prompt set: the shipped one, or a JSONL / CSV / parquet file or saved dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = SHIPPED
+    column: str = "prompt"
+    id_column: str | None = "id"
+    category_column: str | None = "category"
+    split: str | None = None
+    limit: int | None = Field(default=None, gt=0)
+
+    def load(self) -> list["Prompt"]:
+        return load_prompts(self.source, column=self.column, id_column=self.id_column,
+                            category_column=self.category_column, split=self.split, limit=self.limit)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Files that are missing, found before any model loads."""
+        if self.source != SHIPPED and not Path(self.source).expanduser().exists():
+            return [("source", f"prompt file not found: {self.source}")]
+        return []
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeltaError
-from ..io import atomic_dir, fingerprint
+from ..io import atomic_dir, cache_dir, file_fingerprint, fingerprint
 from .degrade import apply_degradation
 from .embedded import embedded_gguf
 from .spec import EMBEDDED, TierSpec
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("DELTALEARN_CACHE") or Path.home() / ".cache" / "deltalearn"
-    return Path(root)
 
 
 @dataclass
@@ -51,11 +46,12 @@ def quick_file_fingerprint(path: Path, sample: int = 4 << 20) -> str:
 
 
 def dir_fingerprint(path: Path) -> str:
+    """Content hash of a model directory's weights, configs and tokenizer files (whole files, memoised)."""
     parts = []
     for name in sorted(os.listdir(path)):
         p = path / name
-        if p.is_file() and (name.endswith((".safetensors", ".bin", ".json"))):
-            parts.append((name, quick_file_fingerprint(p)))
+        if p.is_file() and (name.endswith((".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"))):
+            parts.append((name, file_fingerprint(p)))
     return fingerprint(parts)
 
 
@@ -80,6 +76,16 @@ def resolve_source(spec: TierSpec) -> tuple[str, str | None, str]:
     if path.exists() or spec.model.startswith((".", "/", "~")) or spec.model.count("/") > 1:
         raise DeltaError(f"model {spec.name!r}: path not found or not a model: {spec.model}")
     return "hub", None, spec.model
+
+
+def source_problems(spec: TierSpec) -> list[str]:
+    """Why this tier's model cannot be found on this machine (missing file or directory), without
+    loading it; a hub id is not checked (it may be reachable where the recipe runs)."""
+    try:
+        resolve_source(spec)
+    except DeltaError as e:
+        return [str(e)]
+    return []
 
 
 def gguf_architecture(path: str) -> str:
@@ -125,7 +131,7 @@ def tier_fingerprint(spec: TierSpec) -> str:
     """Identify a tier's weights without loading them (cache keys are checked before any load)."""
     kind, gguf, location = resolve_source(spec)
     if kind == "gguf":
-        source = ["gguf", quick_file_fingerprint(Path(gguf))]
+        source = ["gguf", file_fingerprint(Path(gguf))]
     elif kind == "dir":
         source = ["dir", dir_fingerprint(Path(location))]
     else:
@@ -146,11 +152,16 @@ def load_model(spec: TierSpec, *, dtype: str = "float32", device: str = "cpu") -
         model_path, kwargs = location, {}
     else:
         model_path, kwargs = location, {"revision": spec.revision}
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, **kwargs, **common, **_hub_flags(kind))
         model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=torch_dtype, **kwargs, **common, **_hub_flags(kind)
         )
+    except SafetensorError as e:  # a truncated or corrupted weights file
+        raise DeltaError(f"model {spec.name!r}: damaged weights in {model_path} ({str(e).splitlines()[0][:120]}); "
+                         "re-create or re-download it") from None
     except OSError as e:
         if kind == "hub":
             raise DeltaError(

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models.spec import EMBEDDED, TierSpec
+from .methods import MethodName
 
 
 class LoraSettings(BaseModel):
@@ -27,7 +28,7 @@ class TrainConfig(BaseModel):
     data: str  # pairs JSONL or saved dataset directory
     data_split: str | None = None  # keep rows whose `split` column equals this
 
-    method: Literal["dpo_norm", "dpo", "ipo", "simpo", "sft"] = "dpo_norm"
+    method: MethodName = "dpo_norm"
     beta: float = Field(default=5.0, gt=0)
     gamma: float = 0.5  # simpo margin
     label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)  # dpo only
@@ -71,11 +72,25 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(default=2, ge=1)
     log_every: int = Field(default=1, ge=1)
     tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    # What to do when out_dir holds a run made with other inputs: refuse (the default: nothing is
+    # ever silently reused or resumed) or rerun (delete that run and train again).
+    on_change: Literal["refuse", "rerun"] = "refuse"
 
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data):
         return with_preset(data) if isinstance(data, dict) else data
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Files this recipe names that are missing, found before anything loads."""
+        from pathlib import Path
+
+        from ..models.loading import source_problems
+
+        out = [("model.model", m) for m in source_problems(self.model)]
+        if not Path(self.data).exists():
+            out.append(("data", f"pairs file not found: {self.data}"))
+        return out
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "TrainConfig":

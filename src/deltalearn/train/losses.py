@@ -19,8 +19,29 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-METHODS = ("dpo_norm", "dpo", "ipo", "simpo", "sft")
-NEEDS_REFERENCE = {"dpo_norm": True, "dpo": True, "ipo": True, "simpo": False, "sft": False}
+from .methods import METHODS, MethodName  # noqa: F401  (re-exported: the registry lives torch-free)
+
+
+NEEDS_REFERENCE = {name: m.reference for name, m in METHODS.items()}
+
+
+def pair_losses(method: str, pol_c, pol_r, c_len, r_len, ref_c, ref_r, *, beta: float, label_smoothing: float = 0.0,
+                gamma: float = 0.5, nll_coef: float = 0.0):
+    """Per-pair loss and rewards of a preference method, plus `nll_coef` x the chosen answer's
+    per-token NLL (RPO-style; 0 in the paper's configs)."""
+    if method == "dpo_norm":
+        loss, rc, rr = dpo_norm_loss(pol_c, pol_r, ref_c, ref_r, c_len, r_len, beta)
+    elif method == "dpo":
+        loss, rc, rr = dpo_loss(pol_c, pol_r, ref_c, ref_r, beta, label_smoothing)
+    elif method == "ipo":
+        loss, rc, rr = ipo_loss(pol_c, pol_r, ref_c, ref_r, c_len, r_len, beta)
+    elif method == "simpo":
+        loss, rc, rr = simpo_loss(pol_c, pol_r, c_len, r_len, beta, gamma)
+    else:
+        raise ValueError(f"{method} is not a preference method")
+    if nll_coef:
+        loss = loss + nll_coef * nll_per_token(pol_c, c_len)
+    return loss, rc, rr
 
 
 def dpo_norm_loss(pol_c_sum, pol_r_sum, ref_c_sum, ref_r_sum, c_len, r_len, beta: float):
