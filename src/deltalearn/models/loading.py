@@ -59,6 +59,11 @@ def resolve_source(spec: TierSpec) -> tuple[str, str | None, str]:
     """Return (kind, gguf path or None, location) with kind in {gguf, dir, hub}."""
     if spec.model == EMBEDDED or spec.model == "embedded":
         return "gguf", str(embedded_gguf()), EMBEDDED
+    if spec.model.startswith("models:"):  # an opt-in model set (models/modelsets.py)
+        from .modelsets import installed_path
+
+        path = installed_path(spec.model.removeprefix("models:"))
+        return "gguf", str(path), str(path)
     path = Path(spec.model).expanduser()
     if spec.gguf_file:
         gguf = path / spec.gguf_file if path.is_dir() else Path(spec.gguf_file)
