@@ -59,7 +59,7 @@ def test_humaneval_runs_the_real_tests_in_a_sandbox():
     passed, why = run_tests("def f():\n    while True: pass\n", "def check(c):\n    c()\n", "f", timeout=1.0)
     assert (passed, why) == (False, "timeout")
     passed, why = run_tests("import socket\ndef f():\n    socket.socket()\n", "def check(c):\n    c()\n", "f")
-    assert not passed and "network disabled" in why
+    assert not passed and "disabled in evaluation" in why
     assert extract_code("    return 1\n", "def g():\n", "g") == "def g():\n    return 1\n"
 
 

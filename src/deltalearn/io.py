@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import faults
 from .errors import DeltaError, where
 
 
@@ -28,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
+        faults.point("atomic_path.before_rename")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -49,8 +51,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         for f in tmp.rglob("*"):
             if f.is_file():
                 _fsync_file(f)
+        faults.point("atomic_dir.before_rename")
         if path.exists():
             shutil.rmtree(path)
+            faults.point("atomic_dir.old_removed")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -105,6 +109,11 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     if not data:
         return
     with open(path, "a", encoding="utf-8") as f:
+        if faults.hit("append.torn"):  # a crash mid-write: half a line reaches the disk
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            faults.kill()
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

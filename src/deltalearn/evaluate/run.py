@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import __version__, record
+from .. import __version__, faults, record
 from ..audit.stats import bootstrap_ci
 from ..errors import DeltaError
 from ..generate.base import GenerationSettings
@@ -52,6 +52,7 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
                              what=f"an evaluation of {suite.name}")
         if state != "done" or suite.name not in summary["suites"] or not (out / f"{suite.name}.jsonl").is_file():
             todo.append((suite, items, inputs))
+            record.mark(out, f"suite:{suite.name}", inputs, "started")  # before any output: a kill leaves it redoable
     if todo:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out)
@@ -83,6 +84,7 @@ def _score(tier, todo, out: Path, summary: dict, *, batch_size, seed, max_new_to
                         rows.append({"id": item.id, "prompt": item.prompt, "answer": rec["response"],
                                      "n_tokens": rec["n_tokens"], "finish_reason": rec["finish_reason"], **metrics})
                 _write_suite(out, suite, rows, t0, seed, summary)
+                faults.point("eval.before_record")
                 record.mark(out, f"suite:{suite.name}", inputs, "done")
     finally:
         backend.close()
@@ -109,6 +111,7 @@ def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_e
             pending.append({"key": key, "row": row})
             if len(pending) >= flush_every:
                 cache.add(pending)
+                faults.point("eval.loglik_flush")
                 pending = []
         rows.append(row)
         if task is not None:

@@ -22,7 +22,7 @@ from ..errors import RecipeErrors
 from ..generate.base import GenerationSettings
 from ..generate.prompts import PromptsConfig
 from ..generate.run import GenerateConfig
-from .. import record
+from .. import faults, record
 from ..io import write_json_atomic
 from ..models.ladder import Ladder, default_ladder
 from ..models.spec import EMBEDDED, TierSpec
@@ -352,8 +352,10 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
             if record.check(audit_dir, "audit", inputs, cfg.on_change, legacy=legacy, what="an audit") == "done":
                 a = json.loads((audit_dir / "summary.json").read_text())
             else:
+                record.mark(audit_dir, "audit", inputs, "started")  # before any output: a kill leaves it redoable
                 judge = judge or _judge(cfg)  # loaded once, and only when some audit is not done
                 a = audit_pairs(results[c.name]["data"], judge, n=cfg.audit.n, seed=cfg.seed, out_dir=audit_dir)
+                faults.point("audit.before_record")
                 record.mark(audit_dir, "audit", inputs, "done")
             if "mean_delta" not in a and a.get("n"):  # a pairwise judge: +1 agree, 0 tie, -1 reversal
                 a["mean_delta"], a["mean_delta_ci95"] = a["agreement"] - a["reversals"], None
@@ -363,6 +365,7 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
         times["audit"] = time.perf_counter() - t
     data = {"results": results, "generation": gen_stats, "seconds": times}
     write_json_atomic(out / "data.json", data)
+    faults.point("study.after_data")
     return data
 
 
@@ -428,6 +431,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
         "config": cfg.model_dump(mode="json"),
     }
+    faults.point("study.before_results")
     write_json_atomic(out / "results.json", summary)
     from .delta_report import delta_report
 

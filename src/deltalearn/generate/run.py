@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import faults
 from ..chat import user_turn
 from ..errors import DeltaError
 from ..models.ladder import Ladder
@@ -112,6 +113,7 @@ def generate_tier(
                     for p, o in zip(batch, outs)
                 ]
                 cache.add(rows)
+                faults.point("generate.batch")
                 stats["generated"] += len(rows)
                 stats["new_tokens"] += sum(o.n_tokens for o in outs)
                 elapsed = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import faults
 from ..io import atomic_dir, write_text_atomic
 
 
@@ -31,6 +32,7 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: d
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    faults.point("checkpoint.before_latest")
     write_text_atomic(root / "latest", final.name + "\n")
     _prune(root, keep)
     return final

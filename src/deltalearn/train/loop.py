@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from .. import __version__, record
+from .. import __version__, faults, record
 from ..errors import DeltaError
 from ..io import (append_jsonl, atomic_dir, cache_dir, file_fingerprint, fingerprint, read_jsonl, remove_stale_temps,
                   write_json_atomic, write_jsonl_atomic, write_text_atomic)
@@ -165,6 +165,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict | None:
                     append_jsonl(run.out / "metrics.jsonl", [row])
                     if run.tracker:
                         run.tracker(row)
+                faults.point("train.step")
                 acc = f" acc {row['rewards/accuracy']:.2f}" if row["rewards/accuracy"] is not None else ""
                 run.progress.update(run.task, advance=1, info=f"loss {row['loss']:.4f}{acc} {row['tokens_per_s']:.0f} tok/s")
             if cfg.save_every and run.step % cfg.save_every == 0 and run.step < run.total:
@@ -486,7 +487,9 @@ def finish(run: Run) -> dict | None:
         "mfu_vs_best_peak": (sum(h["flops"] for h in history) / sum(h["seconds"] for h in history) / (run.best_peak * run.world))
         if history and run.best_peak else None,
     }
+    faults.point("train.before_summary")
     write_json_atomic(out / "summary.json", summary)
+    faults.point("train.before_done")
     record.mark(out, "train", run_inputs(cfg), "done")
     return summary
 
