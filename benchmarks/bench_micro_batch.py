@@ -33,28 +33,28 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from accelerate.utils import DistributedType
+
     from deltalearn.models import TierSpec, load_model
     from deltalearn.pairs.dataset import load_pairs
+    from deltalearn.scoring.packing import use_packed_attention
     from deltalearn.train.batching import apply_length_policy, collate, global_batches, micro_batches, tokenize_dataset
-    from deltalearn.train.flops import PeakProbe, model_shape, train_flops
+    from deltalearn.train.config import TrainConfig
+    from deltalearn.train.flops import PeakProbe, train_flops
     from deltalearn.train.lean_mlp import _is_gated_silu_mlp, use_lean_mlp
-    from deltalearn.train.logprobs import ResponseLogps
+    from deltalearn.train.loop import prepare_model
     from deltalearn.train.malloc import keep_freed_memory
-    from deltalearn.train.packing import use_packed_attention
-    from deltalearn.train.speedups import sparse_tied_embedding
 
     keep_freed_memory()
     data = make_pairs(args.pairs, args.max_new_tokens)
     loaded = load_model(TierSpec(name="policy"))
     model, tok = loaded.model, loaded.tokenizer
     pairs, _ = apply_length_policy(tokenize_dataset(tok, load_pairs(data), data), 384, "truncate")
-    use_packed_attention(model)
-    model.config.use_cache = False
-    model.train()
-    sparse_tied_embedding(model)
-    wrapper = ResponseLogps(model, 256, 256 * 2**20, head_grad_in_place=True, padding_free=True)
-    params = [p for p in wrapper.parameters() if p.requires_grad]
-    shape, probe = model_shape(model), PeakProbe("cpu", torch.float32)
+    # The loop's own model preparation, as the `cpu` preset trains (the lean MLP is switched per config below).
+    cfg = TrainConfig.model_validate({"preset": "cpu", "data": str(data), "lean_mlp": False})
+    prepared = prepare_model(cfg, model, DistributedType.NO, padding_free=use_packed_attention(model))
+    wrapper, params = prepared.wrapper, prepared.params
+    shape, probe = prepared.shape, PeakProbe("cpu", torch.float32)
     groups = global_batches(len(pairs), 8, 42, 0)
 
     def configure(name: str) -> int:

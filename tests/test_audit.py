@@ -8,8 +8,9 @@ from deltalearn.audit.cost import cost_report
 from deltalearn.audit.judges import (PairwiseJudge, RewardModelJudge, RubricJudge, UtilityJudge, combine_orders,
                                      parse_pairwise, parse_rubric)
 from deltalearn.audit.run import audit_pairs
-from deltalearn.audit.stats import bootstrap_ci, delta_summary, pairwise_agreement
-from deltalearn.audit.utility import bold_sections
+from deltalearn.audit.stats import delta_summary, pairwise_agreement
+from deltalearn.metrics.stats import bootstrap_ci
+from deltalearn.metrics.text import bold_sections
 from deltalearn.generate.base import Completion
 from deltalearn.io import read_jsonl
 from conftest import write_jsonl

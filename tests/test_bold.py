@@ -1,6 +1,6 @@
 import pytest
 
-from deltalearn.audit.utility import bold_sections
+from deltalearn.metrics.text import bold_sections
 from deltalearn.experiments.bold import strip_bold, with_k_sections
 
 ANSWERS = [

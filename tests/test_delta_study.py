@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from deltalearn.audit.judges import loglik_score, novel_mask
-from deltalearn.experiments.delta_study import DeltaStudy, Grid, expand_grid, paired_gain
+from deltalearn.experiments.delta_study import DeltaStudy, Grid, expand_grid
+from deltalearn.metrics.stats import paired_gain
 from deltalearn.models.ladder import default_ladder
 
 

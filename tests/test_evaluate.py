@@ -5,7 +5,7 @@ import pytest
 
 from deltalearn.errors import DeltaError
 from deltalearn.evaluate.humaneval import extract_code, run_tests
-from deltalearn.evaluate.ifcheck import check
+from deltalearn.metrics.ifcheck import check
 from deltalearn.evaluate.run import compare, evaluate
 from deltalearn.evaluate.safety import is_refusal
 from deltalearn.evaluate.suites import expand, get_suite
@@ -143,7 +143,7 @@ def test_multiple_choice_by_log_likelihood_picks_the_likeliest_option(tiny_model
 
     from deltalearn.evaluate.loglik import option_logps, score_item
     from deltalearn.train.batching import tokenize_pair
-    from deltalearn.train.logprobs import response_logps
+    from deltalearn.scoring.logprobs import response_logps
     from deltalearn.train.batching import collate
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -6,8 +6,8 @@ import torch
 
 from deltalearn.train.batching import collate, tokenize_dataset
 from deltalearn.train.flops import forward_flops, model_shape, train_flops
-from deltalearn.train.logprobs import ResponseLogps
-from deltalearn.train.packing import use_packed_attention
+from deltalearn.scoring.logprobs import ResponseLogps
+from deltalearn.scoring.packing import use_packed_attention
 from test_train import synthetic_pairs
 
 

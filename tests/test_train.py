@@ -229,7 +229,7 @@ def test_logits_are_never_materialised_for_the_whole_batch(tmp_path, tiny_model_
 
 @pytest.mark.parametrize("n,chunk", [(259, 256), (256, 256), (1, 256), (10, 4), (1000, 7), (5, 1)])
 def test_head_spans_cover_every_row_in_near_equal_chunks(n, chunk):
-    from deltalearn.train.logprobs import _spans
+    from deltalearn.scoring.logprobs import _spans
 
     spans = _spans(n, chunk)
     assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
@@ -241,7 +241,7 @@ def test_head_spans_cover_every_row_in_near_equal_chunks(n, chunk):
 def test_fused_head_equals_the_checkpointed_head(tiny_model_dir, monkeypatch, keep_bytes):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from deltalearn.train import logprobs
+    from deltalearn.scoring import logprobs
     from deltalearn.train.batching import collate
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -365,7 +365,7 @@ def test_a_tied_embedding_gets_a_sparse_gradient_that_sums_to_the_dense_one(tiny
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from deltalearn.train.batching import collate
-    from deltalearn.train.logprobs import response_logps
+    from deltalearn.scoring.logprobs import response_logps
     from deltalearn.train.speedups import sparse_tied_embedding
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -397,7 +397,7 @@ def test_the_head_gradient_added_in_place_equals_autograds_without_a_vocab_sized
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from deltalearn.train.batching import collate
-    from deltalearn.train.logprobs import response_logps
+    from deltalearn.scoring.logprobs import response_logps
     from deltalearn.train.speedups import sparse_tied_embedding
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -436,9 +436,9 @@ def test_the_head_gradient_added_in_place_equals_autograds_without_a_vocab_sized
 def test_padding_free_rows_give_the_padded_log_probs_and_gradients(tiny_model_dir, keep_bytes):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from deltalearn.train import packing
+    from deltalearn.scoring import packing
     from deltalearn.train.batching import collate
-    from deltalearn.train.logprobs import response_logps
+    from deltalearn.scoring.logprobs import response_logps
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     mb = collate(tokenize_dataset(tok, synthetic_pairs(4)), tok.pad_token_id)
@@ -490,7 +490,7 @@ def test_padding_free_training_follows_the_padded_trajectory_and_saves_a_plain_m
 def test_the_reference_pass_packed_equals_the_padded_one(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from deltalearn.train.packing import use_packed_attention
+    from deltalearn.scoring.packing import use_packed_attention
     from deltalearn.train.refcache import compute_reference
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -505,7 +505,7 @@ def test_the_reference_pass_packed_equals_the_padded_one(tiny_model_dir):
 
 
 def test_pack_rows_maps_every_real_position_and_restarts_positions():
-    from deltalearn.train.packing import pack_rows
+    from deltalearn.scoring.packing import pack_rows
 
     ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [1, 2, 3, 4]])
     att = (ids != 0).long()
@@ -520,7 +520,7 @@ def test_pack_rows_maps_every_real_position_and_restarts_positions():
 def test_packed_attention_is_not_used_for_windowed_or_capped_models(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from deltalearn.train.packing import PACKED, use_packed_attention
+    from deltalearn.scoring.packing import PACKED, use_packed_attention
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model.config.sliding_window = 16

@@ -8,7 +8,7 @@ import torch
 
 from deltalearn.train import losses as L
 from deltalearn.train.batching import collate, tokenize_dataset
-from deltalearn.train.logprobs import response_logps
+from deltalearn.scoring.logprobs import response_logps
 from deltalearn.train.loop import pair_losses
 from deltalearn.train.config import TrainConfig
 from conftest import build_model, build_tokenizer

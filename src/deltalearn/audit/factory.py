@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import DeltaError
 from .judges import PairwiseJudge, RewardModelJudge, RubricJudge, UtilityJudge
-from .utility import UTILITIES, regex_count
+from ..metrics.text import UTILITIES, regex_count
 
 # The one list of judges: `deltalearn audit --help`, recipe validation and make_judge read it.
 # name -> (what it scores, what it needs: None, "model" (a local model) or "model_or_endpoint")
@@ -27,7 +27,7 @@ def judge_problem(name: str, judge_model: str | None = None, endpoint: str | Non
     import json
     import re
 
-    from ..evaluate.ifcheck import CHECKS
+    from ..metrics.ifcheck import CHECKS
 
     if name.startswith("regex:"):
         try:
@@ -70,7 +70,7 @@ def make_judge(name: str, *, judge_model: str | None = None, endpoint: str | Non
     if name.startswith("ifcheck:"):  # a verifiable instruction, e.g. ifcheck:{"check": "max_words", "n": 50}
         import json
 
-        from ..evaluate.ifcheck import CHECKS, check
+        from ..metrics.ifcheck import CHECKS, check
 
         try:
             spec = json.loads(name.removeprefix("ifcheck:"))

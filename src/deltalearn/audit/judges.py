@@ -233,25 +233,23 @@ class LoglikJudge:
         return [self._memo[it] for it in items]
 
     def _score_batch(self, batch: list[tuple[str, str]]) -> list[float | None]:
-        import torch
+        from ..chat import assistant_turn, user_turn
+        from ..scoring.logprobs import response_token_logps
+        from ..scoring.span import TokenizedPair, collate, prompt_and_response
 
-        from ..chat import assistant_turn, chat_ids, user_turn
-
-        seqs = []
-        for prompt, response in batch:
-            p = chat_ids(self.tok, user_turn(prompt), add_generation_prompt=True)
-            full = chat_ids(self.tok, user_turn(prompt) + assistant_turn(response))
-            seqs.append((full, len(p)))
-        width = max(len(f) for f, _ in seqs)
+        rows = []
+        for i, (prompt, response) in enumerate(batch):
+            split = prompt_and_response(self.tok, user_turn(prompt), assistant_turn(response))
+            rows.append(TokenizedPair(i, *split, []) if split and split[1] else None)
+        scored = [r for r in rows if r is not None]
+        out: list[float | None] = [None] * len(batch)
+        if not scored:
+            return out
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        ids = torch.tensor([f + [pad] * (width - len(f)) for f, _ in seqs])
-        mask = torch.tensor([[1] * len(f) + [0] * (width - len(f)) for f, _ in seqs])
-        self.tokens += int(mask.sum())
-        with torch.no_grad():
-            logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0].cpu()
-        out = []
-        for b, (full, start) in enumerate(seqs):
-            resp = full[start:]
-            out.append(loglik_score(logp[b, start - 1 : len(full) - 1].tolist(), resp, self.repeat_n))
+        mb = collate(scored, pad, rejected=False)
+        self.tokens += mb.n_tokens
+        dev = self.model.device
+        logps = response_token_logps(self.model, mb.input_ids.to(dev), mb.attention_mask.to(dev), mb.loss_mask.to(dev))
+        for r, lp in zip(scored, logps):
+            out[r.index] = loglik_score(lp, r.chosen, self.repeat_n)
         return out

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def bootstrap_ci(values, stat=np.mean, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap (1 - alpha) interval of `stat` over `values` (NaN-free 1-d data)."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    boots = np.apply_along_axis(stat, 1, x[idx]) if stat is not np.mean else x[idx].mean(axis=1)
-    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+from ..metrics.stats import bootstrap_ci
 
 
 def delta_summary(deltas, *, tie_tol: float = 0.0, seed: int = 0) -> dict:

@@ -8,21 +8,21 @@ from __future__ import annotations
 import torch
 
 from ..chat import chat_ids
-from ..train.batching import TokenizedPair, collate
-from ..train.logprobs import response_logps
+from ..scoring.span import TokenizedPair, collate, prompt_and_response
+from ..scoring.logprobs import response_logps
 
 
 @torch.no_grad()
 def option_logps(model, tokenizer, question: str, options: list[str]) -> tuple[list[float], list[float]]:
     conv = [{"role": "user", "content": question}]
-    prompt = chat_ids(tokenizer, conv, add_generation_prompt=True)
     rows = []
     for i, opt in enumerate(options):
-        full = chat_ids(tokenizer, conv + [{"role": "assistant", "content": opt}])
-        n = 0
-        while n < min(len(prompt), len(full)) and prompt[n] == full[n]:
-            n += 1
-        rows.append(TokenizedPair(i, full[:n], full[n:], []))
+        split = prompt_and_response(tokenizer, conv, [{"role": "assistant", "content": opt}])
+        if split is None:  # a template that re-renders the prompt: split where the two renderings part
+            prompt, full = chat_ids(tokenizer, conv, add_generation_prompt=True), chat_ids(tokenizer, conv + [{"role": "assistant", "content": opt}])
+            n = next((k for k, (a, b) in enumerate(zip(prompt, full)) if a != b), min(len(prompt), len(full)))
+            split = (full[:n], full[n:])
+        rows.append(TokenizedPair(i, split[0], split[1], []))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     mb = collate(rows, pad, rejected=False)
     dev = model.device

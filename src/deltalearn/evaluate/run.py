@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .. import __version__, faults, record
-from ..audit.stats import bootstrap_ci
+from ..metrics.stats import bootstrap_ci
 from ..errors import DeltaError
 from ..generate.base import GenerationSettings
 from ..generate.cache import GenerationCache, record_key

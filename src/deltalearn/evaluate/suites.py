@@ -14,9 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from ..audit.utility import bold_sections, distinct_bold_sections, length_words
+from ..metrics.text import bold_sections, distinct_bold_sections, length_words
 from ..errors import DeltaError
-from .ifcheck import check
+from ..metrics.ifcheck import check
 from .safety import is_refusal
 
 

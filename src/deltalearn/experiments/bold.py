@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from ..audit.utility import BOLD_LINE, bold_sections
+from ..metrics.text import BOLD_LINE, bold_sections
 
 
 def strip_bold(text: str) -> str:

@@ -15,7 +15,6 @@ from itertools import permutations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import RecipeErrors
@@ -24,6 +23,7 @@ from ..generate.prompts import PromptsConfig
 from ..generate.run import GenerateConfig
 from .. import faults, record
 from ..io import write_json_atomic
+from ..metrics.stats import paired_gain
 from ..models.ladder import Ladder, default_ladder
 from ..models.spec import EMBEDDED, TierSpec
 from ..pairs.filters import FilterConfig
@@ -234,18 +234,6 @@ def expand_grid(grid: Grid, ladder: Ladder) -> list[Condition]:
     rank = {n: i for i, n in enumerate(ladder.names)}
     pairs = [(a, b) for a, b in permutations(tiers, 2) if grid.directions == "both" or rank[a] < rank[b]]
     return [Condition(name=f"{a}>{b}", method=grid.method, chosen=a, rejected=b) for a, b in pairs]
-
-
-def paired_gain(diffs: dict[str, list[float]], signs: dict[str, float], *, seed: int = 0, n_boot: int = 2000) -> dict:
-    """Mean over metrics of each metric's mean paired difference (signed so that positive is better),
-    with a 95% bootstrap interval resampling the items of every metric independently."""
-    if not diffs or any(not v for v in diffs.values()):
-        return {"mean": float("nan"), "ci95": (float("nan"), float("nan"))}
-    rng = np.random.default_rng(seed)
-    arrays = [signs[m] * np.asarray(v, dtype=float) for m, v in diffs.items()]
-    point = float(np.mean([a.mean() for a in arrays]))
-    boots = np.mean([a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1) for a in arrays], axis=0)
-    return {"mean": point, "ci95": (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)))}
 
 
 def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path) -> tuple[Path, dict]:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import RecipeErrors
 
-from ..audit.stats import bootstrap_ci
+from ..metrics.stats import bootstrap_ci
 from ..io import write_json_atomic, write_text_atomic
 
 

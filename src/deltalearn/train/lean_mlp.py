@@ -19,7 +19,7 @@ import types
 
 import torch
 
-from .logprobs import addable_grad
+from ..scoring.logprobs import addable_grad
 
 
 def _accumulate(weight: torch.Tensor, dy: torch.Tensor, x: torch.Tensor):

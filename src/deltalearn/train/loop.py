@@ -31,9 +31,9 @@ from .checkpoint import latest_checkpoint, load_checkpoint, load_sharded, save_c
 from .config import TrainConfig
 from .flops import PeakProbe, model_shape, train_flops
 from .lean_mlp import use_lean_mlp
-from .logprobs import ResponseLogps
+from ..scoring.logprobs import ResponseLogps
 from .malloc import keep_freed_memory
-from .packing import use_packed_attention
+from ..scoring.packing import use_packed_attention
 from .refcache import compute_reference, load_reference, save_reference
 from .speedups import allocate_optimizer_state, compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
 

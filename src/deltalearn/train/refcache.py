@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..io import atomic_path
-from .batching import TokenizedPair, collate
-from .logprobs import response_logps
+from ..scoring.span import TokenizedPair, collate
+from ..scoring.logprobs import response_logps
 
 
 @torch.no_grad()

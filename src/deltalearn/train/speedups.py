@@ -24,7 +24,7 @@ def sparse_tied_embedding(lm) -> bool:
     The head's backward (HeadLogps) already returns a dense gradient for that weight, so autograd
     adds the embedding's few rows into it and the optimizer still sees a dense gradient. An untied
     embedding keeps its dense gradient: AdamW does not take sparse ones."""
-    from .logprobs import _plain_head
+    from ..scoring.logprobs import _plain_head
 
     emb, head = lm.get_input_embeddings(), lm.get_output_embeddings()
     if (type(emb) is not torch.nn.Embedding or head is None or not _plain_head(head)

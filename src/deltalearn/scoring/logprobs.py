@@ -132,6 +132,25 @@ def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 102
     `head_grad_in_place`: see HeadLogps (only for a single process without gradient hooks).
     `padding_free`: the rows run packed into one (packing.py). Exact with any attention that honours
     packed `position_ids`; without packing.use_packed_attention, transformers masks a [L, L] block instead."""
+    token_logps, rows, target_mask = _token_logps(model, input_ids, attention_mask, loss_mask, chunk, keep_bytes,
+                                                  head_grad_in_place, padding_free)
+    sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
+    return sums, target_mask.sum(1).float()
+
+
+@torch.no_grad()
+def response_token_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 1024) -> list[list[float]]:
+    """Each row's response-token log-probs, in order (for judges that weigh tokens, e.g. loglik)."""
+    token_logps, rows, _ = _token_logps(model, input_ids, attention_mask, loss_mask, chunk)
+    out: list[list[float]] = [[] for _ in range(input_ids.shape[0])]
+    for r, lp in zip(rows.tolist(), token_logps.tolist()):
+        out[r].append(lp)
+    return out
+
+
+def _token_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 1024, keep_bytes: int = 0,
+                 head_grad_in_place: bool = False, padding_free: bool = False):
+    """(log-prob of every response token [N], its row [N], the targets' mask [rows, T-1])."""
     lm = _causal_lm(model)
     target_mask = loss_mask[:, 1:].bool()
     targets = input_ids[:, 1:][target_mask]
@@ -147,9 +166,7 @@ def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 102
             h = hidden[:, :-1][target_mask]
         head = lm.get_output_embeddings()
         if _plain_head(head):
-            token_logps = HeadLogps.apply(h, head.weight, targets, chunk, keep_bytes, head_grad_in_place)
-            sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
-            return sums, target_mask.sum(1).float()
+            return HeadLogps.apply(h, head.weight, targets, chunk, keep_bytes, head_grad_in_place), rows, target_mask
 
         def chunk_logps(h_part, t_part):
             logits = head(h_part).float()
@@ -166,8 +183,7 @@ def response_logps(model, input_ids, attention_mask, loss_mask, chunk: int = 102
     else:  # logits need the model's own post-processing: full forward, float32 log-softmax
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
         token_logps = torch.gather(logits[target_mask].float().log_softmax(-1), 1, targets[:, None])[:, 0]
-    sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device).index_add(0, rows, token_logps)
-    return sums, target_mask.sum(1).float()
+    return token_logps, rows, target_mask
 
 
 class ResponseLogps(torch.nn.Module):

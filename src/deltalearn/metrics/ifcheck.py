@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..audit.utility import bold_sections
+from .text import bold_sections
 
 
 def _words(t: str) -> list[str]:
