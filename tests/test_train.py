@@ -607,3 +607,25 @@ def test_lean_mlp_training_follows_the_plain_trajectory(tmp_path, tiny_model_dir
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
     assert [r["grad_norm"] for r in a] == pytest.approx([r["grad_norm"] for r in b], rel=1e-4)
     assert state_of(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean"))) == "done"
+
+
+def test_the_paper_presets_bfloat16_path_trains(tmp_path, tiny_model_dir, pairs_file):
+    """What GPUs run: the `paper` preset (bf16 autocast on float32 master weights, gradient checkpointing)."""
+    s = train(TrainConfig.model_validate({"preset": "paper", "model": {"name": "tiny", "model": str(tiny_model_dir)},
+                                          "data": str(pairs_file), "out_dir": str(tmp_path / "bf16"), "lr": 1e-3,
+                                          "global_batch_size": 4, "max_length": 64, "max_steps": 3, "tracker": "none"}))
+    hist = read_jsonl(tmp_path / "bf16" / "metrics.jsonl")
+    assert s["steps"] == 3 and all(math.isfinite(h["loss"]) and math.isfinite(h["grad_norm"]) for h in hist)
+    assert hist[-1]["rewards/margin"] > 0  # it learns the preference in bf16 too
+
+
+def test_the_gpu_check_refuses_without_a_gpu(tmp_path):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path / "g.json")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "gpu_check: no CUDA device here (torch.cuda.is_available() is False); this check needs a GPU")
