@@ -238,3 +238,24 @@ def test_loglik_suite_resumes_from_its_per_item_cache(tmp_path, tiny_model_dir, 
     assert calls == []
     evaluate(TierSpec(name="tiny", model=str(other)), ["mc_lite"], out, limit=4, on_change="rerun")
     assert len(calls) == 4
+
+
+def test_the_lm_eval_bridge_runs_offline_on_the_wheels_arc_data(tmp_path, tiny_model_dir):
+    pytest.importorskip("lm_eval", reason="lm-eval is an opt-in install (docs/eval.md)")
+    from deltalearn.evaluate.harness import paired_with_ours, run_offline
+
+    res = run_offline(str(tiny_model_dir), ["arc_easy"], tmp_path / "lm", limit=6, batch_size=6)
+    assert set(res) == {"arc_easy"} and 0 <= res["arc_easy"]["acc"][0] <= 1
+    evaluate(TierSpec(name="tiny", model=str(tiny_model_dir)), ["arc_easy"], tmp_path / "lm" / "ours", limit=6)
+    p = paired_with_ours(tmp_path / "lm", tmp_path / "lm" / "ours", "arc_easy")
+    assert p["n"] == 6 and p["acc"]["lm_eval"] == pytest.approx(res["arc_easy"]["acc"][0])
+    # the summed log-likelihood of each option is the same quantity in both (the option's own tokens)
+    assert 0 <= p["acc"]["same_answer"] <= 1
+
+
+def test_the_harness_names_an_install_that_works():
+    from deltalearn.evaluate.harness import INSTALL, run_plan
+
+    assert "git clone https://github.com/allenai/olmes.git" in INSTALL["olmes"] and "ai2-olmes" not in INSTALL["olmes"]
+    with pytest.raises(DeltaError, match="OLMES is not on PyPI"):
+        run_plan([["olmes", "--model", "x"]])

