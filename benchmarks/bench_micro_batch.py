@@ -33,8 +33,6 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from accelerate.utils import DistributedType
-
     from deltalearn.models import TierSpec, load_model
     from deltalearn.pairs.dataset import load_pairs
     from deltalearn.scoring.packing import use_packed_attention
@@ -52,7 +50,7 @@ def main() -> None:
     pairs, _ = apply_length_policy(tokenize_dataset(tok, load_pairs(data), data), 384, "truncate")
     # The loop's own model preparation, as the `cpu` preset trains (the lean MLP is switched per config below).
     cfg = TrainConfig.model_validate({"preset": "cpu", "data": str(data), "lean_mlp": False})
-    prepared = prepare_model(cfg, model, DistributedType.NO, padding_free=use_packed_attention(model))
+    prepared = prepare_model(cfg, model, plain_process=True, padding_free=use_packed_attention(model))
     wrapper, params = prepared.wrapper, prepared.params
     shape, probe = prepared.shape, PeakProbe("cpu", torch.float32)
     groups = global_batches(len(pairs), 8, 42, 0)

@@ -297,11 +297,13 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, pairs_file, lean):
         launcher = ["--multi_gpu", "--num_processes", str(procs)] if procs > 1 else ["--cpu", "--num_processes", "1"]
         cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "deltalearn.cli", "train", str(path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        # each run its own cache: the 2-process run computes its reference pass split across processes
+        env = {**__import__("os").environ, "DELTALEARN_CACHE": str(tmp_path / f"cache{procs}")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[procs] = read_jsonl(tmp_path / f"p{procs}" / "metrics.jsonl")
         summary = json.loads((tmp_path / f"p{procs}" / "summary.json").read_text())
-        assert summary["processes"] == procs
+        assert summary["processes"] == procs and summary["reference"]["cached"] is False
         assert summary["lean_mlps"] == (4 if lean else 0)  # under DDP too: its gradients go through autograd
     assert len(runs[1]) == len(runs[2]) == 4
     for a, b in zip(runs[1], runs[2]):

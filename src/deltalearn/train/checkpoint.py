@@ -2,9 +2,9 @@
 position, written to a temporary directory and renamed into place, then `latest` is replaced.
 A kill at any moment leaves the previous checkpoint complete and pointed to.
 
-Sharded runs (DeepSpeed ZeRO, FSDP) write through accelerate's `save_state`, every process its own
-shard, into the same kind of temporary directory; the main process renames it, points `latest` at
-it and prunes, as for a plain run."""
+Sharded runs (DeepSpeed ZeRO, FSDP2) write every process's shard into the same kind of temporary
+directory through their engine (train/engines.py); the main process renames it, points `latest` at
+it and prunes with `_prune`, as for a plain run."""
 
 from __future__ import annotations
 
@@ -59,37 +59,6 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
     return json.loads((path / "state.json").read_text())
-
-
-def save_sharded(root: Path, step: int, accelerator, scheduler, keep: int) -> Path:
-    """Every process calls this: each writes its shard of the model and optimizer state."""
-    import os
-
-    final = root / f"step-{step:07d}"
-    tmp = root / f".step-{step:07d}.partial"
-    if accelerator.is_main_process:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "accelerate"))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        write_text_atomic(root / "latest", final.name + "\n")
-        _prune(root, keep)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def load_sharded(path: Path, accelerator, scheduler) -> int:
-    accelerator.load_state(str(path / "accelerate"))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    return int(json.loads((path / "state.json").read_text())["step"])
 
 
 def _prune(root: Path, keep: int) -> None:

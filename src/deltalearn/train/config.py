@@ -50,6 +50,11 @@ class TrainConfig(BaseModel):
     seed: int = 42
 
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # How the step is spread over processes (train/engines.py): `none` = one process or DDP through
+    # accelerate; `deepspeed` = ZeRO `zero_stage` (1, 2 or 3); `fsdp2` = torch fully_shard. An accelerate
+    # launch config that asks for DeepSpeed or FSDP selects the same engines.
+    sharding: Literal["none", "deepspeed", "fsdp2"] = "none"
+    zero_stage: int = Field(default=2, ge=1, le=3)
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
     logprob_chunk: int = Field(default=1024, gt=0)

@@ -27,7 +27,7 @@ from ..models.loading import dir_fingerprint, load_model, tier_fingerprint
 from ..pairs.dataset import load_pairs
 from . import losses as L
 from .batching import apply_length_policy, collate, global_batches, micro_batches, tokenize_dataset
-from .checkpoint import latest_checkpoint, load_checkpoint, load_sharded, save_checkpoint, save_sharded
+from .checkpoint import latest_checkpoint
 from .config import TrainConfig
 from .flops import PeakProbe, model_shape, train_flops
 from .lean_mlp import use_lean_mlp
@@ -107,7 +107,7 @@ def _clear(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def claim(cfg: TrainConfig, main: bool, accelerator=None) -> str:
+def claim(cfg: TrainConfig, main: bool, engine=None) -> str:
     """Decide, once, what this out_dir holds for this config; every process agrees on the answer.
     Refusals happen in every process (they read the same record); a rerun's clearing in the main one."""
     out = Path(cfg.out_dir)
@@ -123,39 +123,32 @@ def claim(cfg: TrainConfig, main: bool, accelerator=None) -> str:
             remove_stale_temps(out)
             remove_stale_temps(out / "checkpoints")
             record.mark(out, "train", inputs, "started")
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
+    if engine is not None:
+        engine.barrier()
     return record.read(out)["train"]["state"]
 
 
 def train(cfg: TrainConfig, *, console=None) -> dict | None:
     """Train, resume, or reuse a finished run of exactly these inputs; returns the summary (main process)."""
-    from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
 
-    # Without a GPU, ask for CPU explicitly: accelerate then runs several launched processes as
-    # MULTI_CPU over gloo instead of treating each one as a lone process.
-    on_cpu = not torch.cuda.is_available()
-    state = PartialState(cpu=on_cpu)
-    world = state.num_processes
+    from .engines import make_engine
+
+    world = _world_size()
     if cfg.global_batch_size % (world * cfg.micro_batch_size):
         raise DeltaError(
             f"global_batch_size {cfg.global_batch_size} is not a multiple of micro_batch_size "
             f"{cfg.micro_batch_size} x {world} processes"
         )
-    accum = cfg.global_batch_size // (world * cfg.micro_batch_size)
-    # Master weights stay float32 (an update of lr 5e-8 vanishes in bfloat16 weights); `dtype: bfloat16`
-    # means bf16 compute through accelerate's mixed precision (DeepSpeed/FSDP apply it their way).
-    accelerator = Accelerator(gradient_accumulation_steps=accum, cpu=on_cpu,
-                              mixed_precision="bf16" if cfg.dtype == "bfloat16" else "no")
-    if claim(cfg, accelerator.is_main_process, accelerator) == "done":
+    engine = make_engine(cfg, cfg.global_batch_size // (world * cfg.micro_batch_size))
+    if claim(cfg, engine.main, engine) == "done":
         summary_path = Path(cfg.out_dir) / "summary.json"
-        return json.loads(summary_path.read_text()) if accelerator.is_main_process else None
-    if accelerator.device.type == "cpu":
+        return json.loads(summary_path.read_text()) if engine.main else None
+    if engine.device.type == "cpu":
         keep_freed_memory()
     set_seed(cfg.seed)
     t_start = time.perf_counter()
-    run = setup(cfg, accelerator, console)
+    run = setup(cfg, engine, console)
     run.t_start = t_start
     try:
         while run.step < run.total:
@@ -178,12 +171,19 @@ def train(cfg: TrainConfig, *, console=None) -> dict | None:
     return finish(run)
 
 
+def _world_size() -> int:
+    """Processes of this run, as the launcher (torchrun, accelerate launch) set them, before any engine exists."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 @dataclass
 class Run:
     """Everything `setup` builds that a step and the finish read."""
 
     cfg: TrainConfig
-    accelerator: Any
+    engine: Any
     out: Path
     rows: list
     pairs: list
@@ -213,20 +213,20 @@ class Run:
 
     @property
     def main(self) -> bool:
-        return self.accelerator.is_main_process
+        return self.engine.main
 
     @property
     def world(self) -> int:
-        return self.accelerator.num_processes
+        return self.engine.world
 
     @property
     def rank(self) -> int:
-        return self.accelerator.process_index
+        return self.engine.rank
 
 
-def setup(cfg: TrainConfig, accelerator, console=None) -> Run:
+def setup(cfg: TrainConfig, engine, console=None) -> Run:
     """Data, model, reference log-probs, optimizer and scheduler, then the checkpoint to resume from."""
-    main = accelerator.is_main_process
+    main = engine.main
     out = Path(cfg.out_dir)
     data_path = Path(cfg.data)
     rows = load_pairs(data_path)
@@ -236,8 +236,8 @@ def setup(cfg: TrainConfig, accelerator, console=None) -> Run:
             raise DeltaError(f'{data_path}: no pairs with split "{cfg.data_split}"')
 
     # The main process converts a GGUF once; the others then read the cache.
-    with accelerator.main_process_first():
-        loaded = load_model(cfg.model, dtype="float32", device=str(accelerator.device))
+    with engine.main_first():
+        loaded = load_model(cfg.model, dtype="float32", device=str(engine.device))
     model, tok = loaded.model, loaded.tokenizer
     pairs = tokenize_dataset(tok, rows, data_path)
     pairs, length_counts = apply_length_policy(pairs, cfg.max_length, cfg.truncation)
@@ -250,11 +250,15 @@ def setup(cfg: TrainConfig, accelerator, console=None) -> Run:
         _warn(console, "padding_free: packing needs plain causal sdpa attention (no sliding window, soft-capping or "
                        "mixed layer types); training this model padded")
     # Reference log-probs: computed once from the starting weights, before any adapter exists.
-    ref_c, ref_r, ref_info = _reference(cfg, accelerator, model, tok, loaded.fingerprint, pairs, pad_id, padding_free)
+    ref_c, ref_r, ref_info = _reference(cfg, engine, model, tok, loaded.fingerprint, pairs, pad_id, padding_free)
 
-    prepared = prepare_model(cfg, model, accelerator.distributed_type, console, padding_free=padding_free)
+    prepared = prepare_model(cfg, model, plain_process=engine.plain_process, sharded=engine.sharded, console=console,
+                             padding_free=padding_free)
+    if hasattr(engine, "shard"):  # FSDP2 shards before the optimizer sees the parameters
+        engine.shard(prepared.wrapper, model.get_base_model() if cfg.lora is not None else model)
+        prepared.params = [p for p in prepared.wrapper.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(prepared.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
-                                  weight_decay=cfg.weight_decay, fused=accelerator.device.type in ("cpu", "cuda"))
+                                  weight_decay=cfg.weight_decay, fused=engine.device.type in ("cpu", "cuda"))
     if not prepared.sharded:
         allocate_optimizer_state(optimizer)  # DeepSpeed/FSDP build their own, sharded, in prepare()
     steps_per_epoch = len(pairs) // cfg.global_batch_size
@@ -264,17 +268,15 @@ def setup(cfg: TrainConfig, accelerator, console=None) -> Run:
     # The scheduler is stepped by us once per optimizer step (accelerate's wrapper would step it once per process).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_floor(total, math.ceil(cfg.warmup_ratio * total),
                                                                                cfg.min_lr_ratio))
-    prepared.wrapper, optimizer = accelerator.prepare(prepared.wrapper, optimizer)
-    run = Run(cfg=cfg, accelerator=accelerator, out=out, rows=rows, pairs=pairs, length_counts=length_counts, tokenizer=tok,
+    prepared.wrapper = engine.prepare(prepared.wrapper, optimizer, scheduler)
+    optimizer, scheduler = engine.optimizer, engine.scheduler
+    run = Run(cfg=cfg, engine=engine, out=out, rows=rows, pairs=pairs, length_counts=length_counts, tokenizer=tok,
               pad_id=pad_id, prepared=prepared, optimizer=optimizer, scheduler=scheduler, ref_c=ref_c, ref_r=ref_r,
               ref_info=ref_info, steps_per_epoch=steps_per_epoch, total=total, padding_free=padding_free)
 
     last = latest_checkpoint(out / "checkpoints")
     if last is not None:
-        if prepared.sharded:
-            run.start_step = load_sharded(last, accelerator, scheduler)
-        else:
-            run.start_step = load_checkpoint(last, accelerator.unwrap_model(prepared.wrapper), optimizer, scheduler)["step"]
+        run.start_step = engine.load(last)
     run.step = run.start_step
     if main:
         write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -288,7 +290,7 @@ def setup(cfg: TrainConfig, accelerator, console=None) -> Run:
     # machine's speed during the step), not one measured at another moment: this machine's peak drifts
     # 20-30% in minutes. The summary adds the stricter figure against the run's best probe.
     if main:
-        run.probe = PeakProbe(accelerator.device, torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32)
+        run.probe = PeakProbe(engine.device, torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32)
         run.peak_before = run.best_peak = run.probe()
         run.tracker = _tracker(cfg, out)
         run.progress = _progress(console)
@@ -296,25 +298,26 @@ def setup(cfg: TrainConfig, accelerator, console=None) -> Run:
     return run
 
 
-def _reference(cfg, accelerator, model, tok, model_fp: str, pairs, pad_id, padding_free):
+def _reference(cfg, engine, model, tok, model_fp: str, pairs, pad_id, padding_free):
     if not L.NEEDS_REFERENCE[cfg.method]:
         return None, None, None
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world, rank = engine.world, engine.rank
     key = fingerprint([model_fp, _data_fingerprint(Path(cfg.data), cfg.data_split), cfg.max_length, cfg.truncation,
                        tok.chat_template, cfg.dtype])
     ref_path = cache_dir() / "refcache" / f"{key}.safetensors"
     cached = load_reference(ref_path)
     t0 = time.perf_counter()
     if cached is None:
-        with accelerator.autocast():
+        # The reference is the starting model in the training dtype (bf16 autocast for `dtype: bfloat16`).
+        autocast = torch.autocast(engine.device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else engine.autocast()
+        with autocast:
             ref_c, ref_r = compute_reference(model, pairs, pad_id, micro=max(cfg.micro_batch_size, 4), chunk=cfg.logprob_chunk,
-                                             rank=rank, world=world, device=accelerator.device, padding_free=padding_free)
+                                             rank=rank, world=world, device=engine.device, padding_free=padding_free)
         if world > 1:  # each process did every world-th micro-batch: the sum is the whole table
-            ref_c = accelerator.reduce(ref_c.to(accelerator.device), "sum").cpu()
-            ref_r = accelerator.reduce(ref_r.to(accelerator.device), "sum").cpu()
-        if accelerator.is_main_process:
+            ref_c, ref_r = engine.reduce_sum(ref_c), engine.reduce_sum(ref_r)
+        if engine.main:
             save_reference(ref_path, ref_c, ref_r)
-        accelerator.wait_for_everyone()
+        engine.barrier()
     else:
         ref_c, ref_r = cached
     return ref_c, ref_r, {"path": str(ref_path), "cached": cached is not None, "seconds": round(time.perf_counter() - t0, 2)}
@@ -333,11 +336,11 @@ class Prepared:
     lean: int
 
 
-def prepare_model(cfg: TrainConfig, model, distributed_type, console=None, *, padding_free: bool) -> Prepared:
+def prepare_model(cfg: TrainConfig, model, *, plain_process: bool = True, sharded: bool = False, console=None,
+                  padding_free: bool) -> Prepared:
     """Adapter, gradient checkpointing and the speed-ups that fit this distributed set-up; shared with
-    benchmarks/bench_micro_batch.py so that it measures what the loop trains."""
-    from accelerate.utils import DistributedType
-
+    benchmarks/bench_micro_batch.py so that it measures what the loop trains.
+    `plain_process`: one process, no gradient hooks; `sharded`: DeepSpeed or FSDP2."""
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -350,8 +353,6 @@ def prepare_model(cfg: TrainConfig, model, distributed_type, console=None, *, pa
     lm = model.get_base_model() if cfg.lora is not None else model
     # One plain process only: DDP, FSDP and DeepSpeed hook each parameter's gradient as autograd
     # delivers it, so they need dense gradients that go through autograd.
-    plain_process = distributed_type == DistributedType.NO
-    sharded = distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     if plain_process:
         sparse_tied_embedding(lm)
     compiled = 0
@@ -376,15 +377,15 @@ def _compile_now(run: Run) -> float:
     first = global_batches(len(run.pairs), run.cfg.global_batch_size, run.cfg.seed, 0)[0]
     mb = collate(micro_batches(run.pairs, first, run.rank, run.world, run.cfg.micro_batch_size)[0], run.pad_id,
                  rejected=run.cfg.method != "sft")
-    with run.accelerator.no_sync(run.prepared.wrapper):
-        _forward(run.prepared.wrapper, mb, run.accelerator.device)[0].sum().backward()
+    with run.engine.no_sync():
+        _forward(run.prepared.wrapper, mb, run.engine.device)[0].sum().backward()
     run.optimizer.zero_grad(set_to_none=True)
     return round(time.perf_counter() - t0, 2)
 
 
 def train_step(run: Run) -> dict:
     """One optimizer step over one global batch; returns its metrics row."""
-    cfg, acc, wrapper = run.cfg, run.accelerator, run.prepared.wrapper
+    cfg, engine, wrapper = run.cfg, run.engine, run.prepared.wrapper
     world, accum = run.world, cfg.global_batch_size // (run.world * cfg.micro_batch_size)
     epoch, in_epoch = divmod(run.step, run.steps_per_epoch)
     positions = global_batches(len(run.pairs), cfg.global_batch_size, cfg.seed, epoch)[in_epoch]
@@ -394,11 +395,11 @@ def train_step(run: Run) -> dict:
     sums = torch.zeros(7, dtype=torch.float64)  # loss, reward c, reward r, reward acc, logp acc, pairs, tokens
     flops = 0.0
     sft = cfg.method == "sft"
-    for mb_pairs in mbs:
+    for i, mb_pairs in enumerate(mbs):
         mb = collate(mb_pairs, run.pad_id, rejected=not sft)  # SFT never looks at the rejected answers
         k = len(mb_pairs)
-        with acc.accumulate(wrapper):
-            logp, lens = _forward(wrapper, mb, acc.device)
+        with engine.micro(last=i == len(mbs) - 1):  # bf16 autocast, where asked, is the engine's own forward wrapper
+            logp, lens = _forward(wrapper, mb, engine.device)
             pol_c, c_len = logp[:k], lens[:k]
             pol_r, r_len = (logp[k:], lens[k:]) if not sft else (pol_c, c_len)
             if sft:
@@ -412,27 +413,20 @@ def train_step(run: Run) -> dict:
                 loss_vec, rc, rr = pair_losses(cfg, pol_c, pol_r, c_len, r_len, rc_ref, rr_ref)
                 scaled = loss_vec.sum() * world * accum / cfg.global_batch_size
                 loss_pairs = loss_vec.detach()
-            acc.backward(scaled)
+            engine.backward(scaled)
         with torch.no_grad():
             sums += torch.tensor([
                 loss_pairs.sum().item(), rc.sum().item(), rr.sum().item(), (rc > rr).float().sum().item(),
                 (pol_c / c_len > pol_r / r_len).float().sum().item(), k, mb.n_tokens], dtype=torch.float64)
             flops += train_flops(run.prepared.shape, mb.attention_mask.sum(1).tolist(), int(mb.loss_mask.sum()))
     if world > 1:
-        sums = acc.reduce(sums.to(acc.device), "sum").cpu()
-        flops = float(acc.reduce(torch.tensor([flops], device=acc.device), "sum").item())
+        sums = engine.reduce_sum(sums)
+        flops = float(engine.reduce_sum(torch.tensor([flops], dtype=torch.float64)).item())
     if not math.isfinite(sums[0].item()):
         raise DeltaError(f"step {run.step + 1}: loss is {sums[0].item()}; stopped before the update. "
                          f"The last good checkpoint is kept in {run.out / 'checkpoints'}")
-    params = run.prepared.params
-    if cfg.max_grad_norm:
-        grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
-    else:
-        grad_norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
     lr = run.scheduler.get_last_lr()[0]
-    run.optimizer.step()
-    run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    grad_norm = engine.step(run.prepared.params)  # clip, update, schedule, zero the gradients
     run.step += 1
     seconds = time.perf_counter() - t0
     peak_after = run.probe() if run.probe else 0.0
@@ -455,21 +449,20 @@ def train_step(run: Run) -> dict:
 
 def finish(run: Run) -> dict | None:
     """Save the final weights (atomically), write summary.json and mark the record done."""
-    cfg, acc, out, history = run.cfg, run.accelerator, run.out, run.history
+    cfg, engine, out, history = run.cfg, run.engine, run.out, run.history
     final_dir = out / "final"
-    acc.wait_for_everyone()
-    sharded = run.prepared.sharded
-    # Every process joins in gathering sharded weights (ZeRO-3, FSDP); only the main one writes them.
-    state_dict = acc.get_state_dict(run.prepared.wrapper) if sharded else None
+    engine.barrier()
+    # Every process joins in gathering sharded weights (ZeRO-3, FSDP2); only the main one writes them.
+    state_dict = engine.full_state_dict()
     if state_dict is not None:
         state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
     if run.main:
-        unwrapped = acc.unwrap_model(run.prepared.wrapper).model
+        unwrapped = engine.unwrap().model
         unwrapped.config.use_cache = True  # off for training only; a saved model should decode with its KV cache
         with atomic_dir(final_dir) as tmp:  # a crash while saving never leaves a half model named final/
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             run.tokenizer.save_pretrained(tmp)
-    acc.wait_for_everyone()
+    engine.barrier()
     if not run.main:
         return None
     p = run.prepared
@@ -500,14 +493,7 @@ def _forward(wrapper, mb, device):
 
 
 def _save(run: Run) -> None:
-    acc, root = run.accelerator, run.out / "checkpoints"
-    acc.wait_for_everyone()
-    if run.prepared.sharded:  # every process writes its shard
-        save_sharded(root, run.step, acc, run.scheduler, run.cfg.keep_checkpoints)
-    elif acc.is_main_process:
-        save_checkpoint(root, run.step, acc.unwrap_model(run.prepared.wrapper), run.optimizer, run.scheduler,
-                        {"step": run.step}, run.cfg.keep_checkpoints)
-    acc.wait_for_everyone()
+    run.engine.save(run.out / "checkpoints", run.step, run.cfg.keep_checkpoints)
 
 
 def _warn(console, text: str) -> None:
