@@ -125,3 +125,19 @@ def test_sigkill_mid_run_keeps_finished_batches_and_rerun_completes(tmp_path):
     assert len(GenerationCache(cache).rows) == 40
     assert read_jsonl(cache)[: len(survived)] == survived  # earlier rows untouched
     assert len(res["records"]) == 40
+
+
+def test_a_base_model_without_a_chat_template_gets_the_plain_form_everywhere(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from deltalearn.chat import chat_ids, render_prompt
+    from deltalearn.scoring.span import prompt_and_response
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = None
+    conv = [{"role": "user", "content": "What is the capital of France?"}]
+    assert render_prompt(tok, conv) == tok.bos_token + "What is the capital of France?\n\n"
+    prompt, response = prompt_and_response(tok, conv, [{"role": "assistant", "content": "Paris."}])
+    assert prompt == tok(render_prompt(tok, conv), add_special_tokens=False)["input_ids"]  # what generation conditions on
+    assert response[-1] == tok.eos_token_id and tok.decode(response[:-1]).strip() == "Paris."
+    assert chat_ids(tok, conv, add_generation_prompt=True) == prompt

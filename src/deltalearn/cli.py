@@ -43,14 +43,32 @@ def pairs(
 @app.command()
 def ladder(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe with a `ladder:` section (default: the embedded ladder)"),
+    measure: bool = typer.Option(False, "--measure", help="Also ARC-Easy/Challenge, ifeval_lite, HumanEval and tokens/s per tier"),
+    out_dir: Path = typer.Option(Path("runs/ladder"), "--out", help="With --measure: where each tier's evaluations go"),
+    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults 200/200/30/40)"),
 ) -> None:
-    """Measure each tier's bits per character on the shipped held-out prose (lower is better)."""
+    """Measure each tier: bits per character on the shipped held-out prose (lower is better), and with
+    --measure the capability suites and generation speed, with the tiers' order by each."""
     from .models.ladder import default_ladder
-    from .models.loading import load_model
-    from .models.quality import bits_per_char
     from .recipes import load_any
 
     lad = load_any(recipe, allowed=("pairs",), default_kind="pairs").ladder if recipe else default_ladder()
+    if measure:
+        from .experiments.ladder_measure import measure_ladder
+
+        limits = {}
+        for item in limit or []:
+            suite, _, n = item.partition("=")
+            if not n.isdigit() or int(n) < 1:
+                raise DeltaError(f"--limit {item!r}: expected SUITE=N with N a positive number")
+            limits[suite] = int(n)
+        res = measure_ladder(lad, out_dir, limits=limits, console=console)
+        out.print((out_dir / "ladder.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+        out.print(f"wrote {out_dir}/ladder.json and ladder.md ({len(res['tiers'])} tiers)")
+        return
+    from .models.loading import load_model
+    from .models.quality import bits_per_char
+
     rows = []
     for tier in lad.tiers:
         lm = load_model(tier)
