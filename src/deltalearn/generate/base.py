@@ -27,6 +27,7 @@ class Completion:
     n_tokens: int  # generated tokens, EOS included when the model stopped by itself
     finish_reason: Literal["stop", "length"]
     rendered_prompt: str | None = None  # what the model was conditioned on, when the backend knows
+    token_ids: list[int] | None = None  # the generated ids, EOS included, when the backend has them
 
 
 class Backend(Protocol):

@@ -55,6 +55,7 @@ class HFBackend:
                     n_tokens=len(ids) if stop is None else stop + 1,
                     finish_reason="length" if stop is None else "stop",
                     rendered_prompt=text,
+                    token_ids=ids if stop is None else ids[: stop + 1],
                 )
             )
         return results
