@@ -43,9 +43,9 @@ def pairs(
 @app.command()
 def ladder(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe with a `ladder:` section (default: the embedded ladder)"),
-    measure: bool = typer.Option(False, "--measure", help="Also ARC-Easy/Challenge, ifeval_lite, HumanEval and tokens/s per tier"),
+    measure: bool = typer.Option(False, "--measure", help="Also ARC-Easy/Challenge, ifeval_lite, HumanEval, MBPP and tokens/s per tier"),
     out_dir: Path = typer.Option(Path("runs/ladder"), "--out", help="With --measure: where each tier's evaluations go"),
-    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults 200/200/30/40)"),
+    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults arc_easy 100, arc_challenge 100, ifeval_lite 30, humaneval 32, mbpp 32)"),
 ) -> None:
     """Measure each tier: bits per character on the shipped held-out prose (lower is better), and with
     --measure the capability suites and generation speed, with the tiers' order by each."""
