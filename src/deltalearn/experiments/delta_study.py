@@ -13,7 +13,7 @@ import json
 import time
 from itertools import permutations
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -84,6 +84,7 @@ class EvalStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     suites: list[str] = Field(default_factory=lambda: ["mc_lite", "ifeval_lite", "overrefusal", "harmful_refusal"])
     limit: int | None = Field(default=40, gt=0)
+    limits: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)  # per suite, over `limit`
     max_new_tokens: int | None = Field(default=128, gt=0)
     batch_size: int = Field(default=16, ge=1)
     # The gain of a condition: the mean over these metrics of its paired difference to the student,
@@ -95,6 +96,7 @@ class EvalStage(BaseModel):
         from ..evaluate.suites import gain_problem, suite_problem
 
         errors = [(f"suites.{i}", suite_problem(n)) for i, n in enumerate(self.suites) if suite_problem(n)]
+        errors += [(f"limits.{n}", f"suite {n!r} is not among the study's suites") for n in self.limits if n not in self.suites]
         errors += [(f"gain.{i}", gain_problem(g, self.suites)) for i, g in enumerate(self.gain) if gain_problem(g, self.suites)]
         if errors:
             raise RecipeErrors(errors)
@@ -279,8 +281,12 @@ def _evaluate(cfg: DeltaStudy, tier: TierSpec, out: Path, console) -> Path:
     from ..evaluate.run import evaluate
 
     e = cfg.eval
-    evaluate(tier, e.suites, out, limit=e.limit, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
-             seed=cfg.seed, console=console, on_change=cfg.on_change)
+    groups: dict = {}
+    for suite in e.suites:  # one call per distinct limit
+        groups.setdefault(e.limits.get(suite, e.limit), []).append(suite)
+    for limit, suites in groups.items():
+        evaluate(tier, suites, out, limit=limit, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
+                 seed=cfg.seed, console=console, on_change=cfg.on_change)
     return out
 
 
