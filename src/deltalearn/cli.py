@@ -181,7 +181,7 @@ def eval_(
     rerun: bool = typer.Option(False, "--rerun", help="Score again a suite that --out holds with other settings (default: refuse)"),
     seed: int = typer.Option(0),
     compare_: Optional[list[Path]] = typer.Option(None, "--compare", help="Compare eval run directories instead (first = baseline)"),
-    harness: Optional[str] = typer.Option(None, help="Run the paper's 11 benchmarks through olmes or lm-eval (needs hub access and GPUs)"),
+    harness: Optional[str] = typer.Option(None, help="olmes or lm-eval: the paper's 11 benchmarks (needs hub access and GPUs); lm-eval with --suite arc_easy/arc_challenge runs offline here"),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --harness: print the commands instead of running them"),
     gpus: int = typer.Option(1, help="With --harness: GPUs (tensor parallel)"),
     chat_template: bool = typer.Option(False, "--chat-template", help="With --harness lm-eval offline: apply the model's chat template"),
@@ -353,10 +353,10 @@ def _print_plan(cfg, recipe: str, overrides: list[str] | None = None) -> None:
 
 @app.command()
 def demo(
-    full: bool = typer.Option(False, "--full", help="All six conditions (about twice as long)"),
+    full: bool = typer.Option(False, "--full", help="All five conditions: adds SFT-3, SFT-2 and DPO 2>3 (recipes/bold.yaml)"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """The bold-section study on the embedded model, sized for a 2-core CPU."""
+    """The bold-section study on the embedded model, sized for a 2-core CPU: DPO 3>2 against its zero-delta control."""
     from .recipes import load_any
 
     name = "bold.yaml" if full else "bold_demo.yaml"
