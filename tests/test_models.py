@@ -105,3 +105,17 @@ def test_the_ladder_measurement_reports_every_tier_and_its_order_per_metric(tmp_
     for t in res["tiers"]:
         assert again["tiers"][t]["bits_per_char"] == res["tiers"][t]["bits_per_char"]
         assert all(again["tiers"][t][s]["mean"] == res["tiers"][t][s]["mean"] for s in SUITES)
+
+
+def test_the_ladder_table_marks_ties_in_each_order():
+    from deltalearn.experiments.ladder_measure import SUITES, ladder_table
+
+    def row(bpc, mean):
+        return {"params": 1e8, "bits_per_char": bpc, "tokens_per_s": 1.0,
+                **{s: {"mean": mean, "ci95": [0.0, 1.0]} for s in SUITES}}
+
+    rows = {"a": row(1.0, 0.5), "b": row(1.2, 0.0), "c": row(1.5, 0.0)}
+    orders = {"bits_per_char (lower is better)": ["a", "b", "c"], **{f"{s} {m}": ["a", "b", "c"] for s, (m, _) in SUITES.items()}}
+    text = ladder_table({"tiers": rows, "limits": {s: 2 for s in SUITES}, "orders": orders})
+    assert "- bits_per_char (lower is better): a > b > c" in text
+    assert f"- humaneval {SUITES['humaneval'][0]}: a > b = c" in text

@@ -81,6 +81,10 @@ def ladder_table(result: dict) -> str:
         cells = [name, f"{r['params'] / 1e6:,.0f}M", f"{r['bits_per_char']:.3f}"]
         cells += [f"{r[s]['mean']:.3f} ({r[s]['ci95'][0]:.2f}..{r[s]['ci95'][1]:.2f})" for s in SUITES]
         lines.append("| " + " | ".join(cells + [f"{r['tokens_per_s']:.1f}"]) + " |")
-    lines += ["", "Order of the tiers, best first, by each measurement:", ""]
-    lines += [f"- {k}: {' > '.join(v)}" for k, v in result["orders"].items()]
+    lines += ["", "Order of the tiers, best first, by each measurement (= : the same value):", ""]
+    for key, names in result["orders"].items():
+        suite = key.split()[0]
+        value = [rows[n]["bits_per_char"] if suite == "bits_per_char" else rows[n][suite]["mean"] for n in names]
+        text = names[0] + "".join(f" {'=' if v == prev else '>'} {n}" for n, v, prev in zip(names[1:], value[1:], value))
+        lines.append(f"- {key}: {text}")
     return "\n".join(lines) + "\n"
