@@ -132,7 +132,7 @@ def bold_report(run_dir: str | Path) -> Path:
                  f"{w['epochs']} epoch)." if w else "no warm-up was run."),
               f"- DPO: length-normalised, beta {d['beta']}, lr {d['lr']}, batch {d['global_batch_size']}, {d['epochs']} epoch(s)"
               + (f", plus {d['nll_coef']} x the chosen answer's per-token NLL (RPO-style; the paper's loss has none: "
-                 "rerun with `--set dpo.nll_coef=0` to see the paper's loss here; docs/RESULTS.md compares the two)"
+                 "`--set dpo.nll_coef=0 --set out_dir=DIR` runs the paper's loss here; docs/RESULTS.md compares the two)"
                  if d.get("nll_coef") else " (the paper's loss, no NLL term)")
               + f" (paper: beta 5, lr 5e-7, batch 32). SFT: lr {cfg['sft']['lr']}, batch {cfg['sft']['global_batch_size']}, "
               f"{cfg['sft']['epochs']} epoch(s) (paper: lr 1e-6, batch 256). Float32 on the CPU.",
