@@ -97,6 +97,43 @@ def test_reference_logps_are_cached_and_reused(tmp_path, tiny_model_dir, pairs_f
     assert train(cfg(tmp_path, tiny_model_dir, pairs_file, method="simpo", max_steps=1, out_dir=str(tmp_path / "r4")))["reference"] is None
 
 
+def test_a_sequence_already_scored_for_another_dataset_is_not_computed_again(tmp_path, tiny_model_dir, monkeypatch):
+    """DPO 3>2, its reverse and the 3>3 control share answers: each distinct sequence gets one forward pass."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deltalearn.train.refcache import compute_reference, sequence_values
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = synthetic_pairs(8)
+    swapped = [r | {"chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    a = tokenize_dataset(tok, rows)
+    fresh = compute_reference(model, tokenize_dataset(tok, swapped), tok.pad_token_id, micro=2, chunk=7)
+    ref_c, ref_r = compute_reference(model, a, tok.pad_token_id, micro=2, chunk=7)
+    known = sequence_values(a, ref_c, ref_r)
+    seen = []
+    model.get_input_embeddings().register_forward_hook(lambda *x: seen.append(1))
+    again = compute_reference(model, tokenize_dataset(tok, swapped), tok.pad_token_id, micro=2, chunk=7, known=known)
+    for x, y in zip(again, fresh):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-6)
+    assert not seen
+
+    # Through the loop: the reversed dataset reuses every sequence and trains the same first step.
+    (tmp_path / "rev").mkdir()
+    rev_file = write_jsonl(tmp_path / "rev" / "pairs.jsonl", [
+        r | {"chosen": r["rejected"], "rejected": r["chosen"]} for r in synthetic_pairs()])
+    fwd_file = write_jsonl(tmp_path / "pairs.jsonl", synthetic_pairs())
+    monkeypatch.setenv("DELTALEARN_CACHE", str(tmp_path / "cache"))
+    train(cfg(tmp_path, tiny_model_dir, fwd_file, max_steps=1, out_dir=str(tmp_path / "fwd")))
+    shared = train(cfg(tmp_path, tiny_model_dir, rev_file, max_steps=1, out_dir=str(tmp_path / "rev-run")))
+    assert shared["reference"]["reused_sequences"] == 2 * 24  # every pair, both sides
+    monkeypatch.setenv("DELTALEARN_CACHE", str(tmp_path / "cache-alone"))
+    alone = train(cfg(tmp_path, tiny_model_dir, rev_file, max_steps=1, out_dir=str(tmp_path / "rev-alone")))
+    assert alone["reference"]["reused_sequences"] == 0
+    a, b = read_jsonl(tmp_path / "rev-run" / "metrics.jsonl"), read_jsonl(tmp_path / "rev-alone" / "metrics.jsonl")
+    assert a[0]["loss"] == pytest.approx(b[0]["loss"], rel=1e-5)
+
+
 def test_resume_after_a_crash_gives_the_same_loss_trajectory(tmp_path, tiny_model_dir, pairs_file, monkeypatch):
     ref = train(cfg(tmp_path, tiny_model_dir, pairs_file, out_dir=str(tmp_path / "straight"), save_every=2))
     straight = read_jsonl(tmp_path / "straight" / "metrics.jsonl")

@@ -34,7 +34,7 @@ from .lean_mlp import use_lean_mlp
 from ..scoring.logprobs import ResponseLogps
 from .malloc import keep_freed_memory
 from ..scoring.packing import use_packed_attention
-from .refcache import compute_reference, load_reference, save_reference
+from .refcache import compute_reference, load_reference, load_sequences, save_reference, save_sequences, sequence_values
 from .speedups import allocate_optimizer_state, compile_decoder_layers, have_cpp_compiler, sparse_tied_embedding
 
 
@@ -307,20 +307,28 @@ def _reference(cfg, engine, model, tok, model_fp: str, pairs, pad_id, padding_fr
     ref_path = cache_dir() / "refcache" / f"{key}.safetensors"
     cached = load_reference(ref_path)
     t0 = time.perf_counter()
+    info = {"path": str(ref_path), "cached": cached is not None}
     if cached is None:
+        # Sequences this starting model already scored for another dataset (e.g. the same chosen answers).
+        seq_path = cache_dir() / "refcache" / f"seq-{fingerprint([model_fp, cfg.dtype, padding_free])}.safetensors"
+        known = load_sequences(seq_path)
         # The reference is the starting model in the training dtype (bf16 autocast for `dtype: bfloat16`).
         autocast = torch.autocast(engine.device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else engine.autocast()
         with autocast:
             ref_c, ref_r = compute_reference(model, pairs, pad_id, micro=max(cfg.micro_batch_size, 4), chunk=cfg.logprob_chunk,
-                                             rank=rank, world=world, device=engine.device, padding_free=padding_free)
+                                             rank=rank, world=world, device=engine.device, padding_free=padding_free,
+                                             known=known)
         if world > 1:  # each process did every world-th micro-batch: the sum is the whole table
             ref_c, ref_r = engine.reduce_sum(ref_c), engine.reduce_sum(ref_r)
-        if engine.main:
+        if engine.main:  # the store first: a dataset entry then always implies its sequences are stored
+            values = sequence_values(pairs, ref_c, ref_r)
+            save_sequences(seq_path, {k: v for k, v in values.items() if k not in known})
             save_reference(ref_path, ref_c, ref_r)
+            info["reused_sequences"] = sum(k in known for k in values)
         engine.barrier()
     else:
         ref_c, ref_r = cached
-    return ref_c, ref_r, {"path": str(ref_path), "cached": cached is not None, "seconds": round(time.perf_counter() - t0, 2)}
+    return ref_c, ref_r, info | {"seconds": round(time.perf_counter() - t0, 2)}
 
 
 @dataclass
