@@ -353,10 +353,10 @@ def _print_plan(cfg, recipe: str, overrides: list[str] | None = None) -> None:
 
 @app.command()
 def demo(
-    full: bool = typer.Option(False, "--full", help="All five conditions: adds SFT-3, SFT-2 and DPO 2>3 (recipes/bold.yaml)"),
+    full: bool = typer.Option(False, "--full", help="All five conditions: adds SFT-3 and SFT-2 (recipes/bold.yaml)"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """The bold-section study on the embedded model, sized for a 2-core CPU: DPO 3>2 against its zero-delta control."""
+    """The bold-section study on the embedded model, sized for a 2-core CPU: DPO 3>2, DPO 2>3 and the zero-delta DPO 3>3."""
     from .recipes import load_any
 
     name = "bold.yaml" if full else "bold_demo.yaml"
