@@ -100,6 +100,17 @@ def test_load_pairs_rejects_bad_rows(tmp_path, row, message):
         load_pairs(p)
 
 
+def test_datasets_of_tiers_with_dots_in_their_names_get_their_own_files(tmp_path):
+    """qwen-coder-0.5b>gemma3-270m and qwen-coder-0.5b>smollm2-135m must not share a file."""
+    gens = make_generations()
+    rows, _ = build_pairs(PairSpec("big", "small"), gens, FilterConfig(drop_truncated=False))
+    a = write_pairs(rows, tmp_path / "pairs" / "qwen-coder-0.5b_over_gemma3-270m")
+    b = write_pairs(rows[:1], tmp_path / "pairs" / "qwen-coder-0.5b_over_smollm2-135m")
+    assert a["jsonl"].endswith("qwen-coder-0.5b_over_gemma3-270m.jsonl")
+    assert a["jsonl"] != b["jsonl"]
+    assert len(load_pairs(a["jsonl"])) == len(rows) == 2 and len(load_pairs(b["jsonl"])) == 1
+
+
 def test_trl_dpo_trainer_accepts_our_dataset_unchanged(tmp_path, tiny_model_dir):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer

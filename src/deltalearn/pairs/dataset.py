@@ -63,7 +63,7 @@ def write_pairs(rows: list[dict], out: str | Path) -> dict:
     from datasets import Dataset
 
     out = Path(out)
-    jsonl = out.with_suffix(".jsonl")
+    jsonl = out.with_name(out.name + ".jsonl")  # not with_suffix: tier names such as qwen-coder-0.5b hold dots
     write_jsonl_atomic(jsonl, rows)
     if rows:
         with atomic_dir(out) as tmp:
