@@ -123,8 +123,19 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
         run_delta(staged, stage="train", condition="c")
     run_delta(staged, stage="train", condition="a")
     assert not (tmp_path / "staged" / "models" / "b").exists()
+    with pytest.raises(DeltaError, match="nothing evaluated yet"):
+        run_delta(staged, stage="report")
+    assert run_delta(staged, stage="eval", condition="a") is None
+    assert not (tmp_path / "staged" / "eval" / "b").exists()
+    with pytest.raises(DeltaError, match="one train or eval stage"):
+        run_delta(staged, stage="report", condition="a")
+    part = run_delta(staged, stage="report")  # a partial report names what is missing; the study is not done
+    assert part["missing"] == ["b"] and list(part["results"]) == ["a"]
+    assert "not yet trained or evaluated: b" in (tmp_path / "staged" / "report.md").read_text()
+    assert json.loads((tmp_path / "staged" / "record.json").read_text())["study"]["state"] == "started"
     run_delta(staged, stage="train", condition="b")
     two = run_delta(staged, stage="eval")
+    assert two["missing"] == []
     for n in ("a", "b"):
         assert two["results"][n]["metrics"] == one["results"][n]["metrics"]
     import yaml

@@ -303,7 +303,7 @@ def run(
     recipe: Path = typer.Argument(..., help="A study recipe (kind: bold | delta | logreg)"),
     set_: Optional[list[str]] = SetOpt,
     stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report"),
-    condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train stage: train only this condition"),
+    condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train or eval stage: only this condition (eval also scores the student)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""
@@ -314,7 +314,7 @@ def run(
         raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
     if dry_run:
         return _print_plan(cfg, str(recipe), set_)
-    if cfg.kind == "delta" and stage != "all":
+    if cfg.kind == "delta" and (stage != "all" or condition):
         from .experiments.delta_study import run_delta
 
         run_delta(cfg, console=console, stage=stage, condition=condition)

@@ -69,6 +69,8 @@ def delta_report(run_dir: str | Path) -> Path:
         lines.append(f"| {n} | {r['method']} | {r['chosen']} > {r['rejected'] or '(SFT: chosen only)'} | {r['pairs']} | "
                      f"{delta} | {agree} | {g['mean']:+.3f} ({_ci(g)}) |")
     metrics = list(s["base"])
+    if s.get("missing"):
+        lines += ["", f"**Partial report**: not yet trained or evaluated: {', '.join(s['missing'])}."]
     lines += ["", *plots, "", "## Every metric", "",
               "Value per model; the paired difference to the student is in brackets, `*` where its 95% interval excludes zero.", "",
               "| metric | better | student | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]

@@ -375,8 +375,8 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     out.mkdir(parents=True, exist_ok=True)
     conditions = cfg.all_conditions()
     if condition is not None:
-        if stage != "train":
-            raise DeltaError("--condition selects what one train stage trains; the other stages take every condition")
+        if stage not in ("train", "eval"):
+            raise DeltaError("--condition selects what one train or eval stage covers; the other stages take every condition")
         if condition not in [c.name for c in conditions]:
             raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)})")
         conditions = [c for c in conditions if c.name == condition]
@@ -404,9 +404,18 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
             if not (final.parent / "summary.json").is_file():
                 raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
             _evaluate(cfg, TierSpec(name=c.run_name, model=str(final)), out / "eval" / c.run_name, console)
+        if condition is not None:
+            return None
 
-    # Collect what is on disk into results.json (also after a staged run).
+    # Collect what is on disk into results.json (also after a staged run). The report stage alone may
+    # find conditions not yet trained or evaluated: it reports the rest and names them as missing.
     base_dir = out / "eval" / "base"
+    missing = [c.name for c in conditions if not _evaluated(out, c)]
+    if missing and stage != "report":
+        raise DeltaError(f"conditions not trained or evaluated: {', '.join(missing)}")
+    if len(missing) == len(conditions) or not (base_dir / "summary.json").is_file():
+        raise DeltaError(f"{out}: nothing evaluated yet; run the eval stage first")
+    conditions = [c for c in conditions if c.name not in missing]
     for c in conditions:
         train_summary = json.loads((out / "models" / c.run_name / "summary.json").read_text())
         last = train_summary.get("last") or {}
@@ -422,7 +431,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         "study": "delta", "name": cfg.name, "results": {c.name: results[c.name] for c in conditions},
         "base": {f"{s}.{m}": v["mean"] for s, info in base.items() for m, v in info["metrics"].items()},
         "generation": data["generation"], "seconds": {k: round(v, 1) for k, v in times.items()},
-        "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
+        "missing": missing, "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
         "config": cfg.model_dump(mode="json"),
     }
     faults.point("study.before_results")
@@ -430,5 +439,10 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     from .delta_report import delta_report
 
     delta_report(out)
-    finish_study(cfg, cfg.BOOKKEEPING)
+    if not missing:
+        finish_study(cfg, cfg.BOOKKEEPING)
     return summary
+
+
+def _evaluated(out: Path, c: Condition) -> bool:
+    return (out / "models" / c.run_name / "summary.json").is_file() and (out / "eval" / c.run_name / "summary.json").is_file()
