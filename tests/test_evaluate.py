@@ -274,3 +274,26 @@ def test_mbpp_splits_by_task_id_and_its_reference_solutions_pass_in_the_sandbox(
     for item in suite.items[:5]:
         assert suite.score(item, f"```python\n{docs[item.id]['code']}\n```")["pass@1"] == 1.0
     assert suite.score(suite.items[0], "```python\ndef snake_to_camel(s):\n    return s\n```")["pass@1"] == 0.0
+
+
+def test_no_eval_problem_is_a_training_prompt_by_13_word_overlap():
+    """Study 2 and 4 train on MBPP 11-360 and score MBPP 411-460 and HumanEval. The only 13-word
+    overlaps are six MBPP test problems worded like a training problem but asking for a different
+    function (e.g. 449 'triangle valid if 3 points are given' against 334 '... if sides are given')."""
+    from deltalearn.metrics.text import shared_ngrams
+    from deltalearn.wheeldata import mbpp_problems
+
+    def text(d):
+        return d["text"] + "\n" + "\n".join(d["test_list"])
+
+    def name(d):
+        return d["test_list"][0].split("assert ", 1)[-1].split("(", 1)[0].strip()
+
+    train = {d["task_id"]: d for d in mbpp_problems("train")}
+    test = {d["task_id"]: d for d in mbpp_problems("test")}
+    he = {i.id: i.meta["prompt"] for i in get_suite("humaneval").items}
+    assert shared_ngrams({k: text(d) for k, d in train.items()}, he) == {}
+    hits = shared_ngrams({k: text(d) for k, d in train.items()}, {k: text(d) for k, d in test.items()})
+    assert sorted(hits) == [426, 434, 442, 445, 449, 492]
+    assert all(name(test[t]) not in {name(train[s]) for s in src} for t, src in hits.items())
+    assert shared_ngrams({"a": "one two three four"}, {"b": "x one two three four y", "c": "one two"}, n=4) == {"b": ["a"]}

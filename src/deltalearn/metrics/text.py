@@ -38,3 +38,23 @@ def regex_count(pattern: str):
 
 
 UTILITIES = {"bold_sections": bold_sections, "distinct_bold_sections": distinct_bold_sections, "length_chars": length_chars, "length_words": length_words}
+
+
+def word_ngrams(text: str, n: int = 13) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def shared_ngrams(train: dict, held_out: dict, n: int = 13) -> dict:
+    """Contamination check in the style of the GPT-3 paper's: each held-out id that shares a run of
+    `n` words (case and punctuation ignored) with some training text, mapped to those training ids."""
+    owners: dict[tuple[str, ...], set[str]] = {}
+    for tid, text in train.items():
+        for g in word_ngrams(text, n):
+            owners.setdefault(g, set()).add(tid)
+    hits = {}
+    for hid, text in held_out.items():
+        found = set().union(*(owners.get(g, set()) for g in word_ngrams(text, n)))
+        if found:
+            hits[hid] = sorted(found)
+    return hits
