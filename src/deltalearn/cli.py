@@ -400,6 +400,34 @@ def models_fetch(
 
 
 @app.command()
+def pool(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories of one delta study, one per seed (each with results.json)"),
+    out_dir: Path = typer.Option(..., "--out", help="Where pooled.md, pooled.json and the plot go"),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="suite.metric to pool (repeatable; default: the study's gain metrics)"),
+    versus: Optional[list[str]] = typer.Option(None, "--versus", help="A:B, condition A minus condition B, paired (repeatable)"),
+) -> None:
+    """Pool a delta study's seeds: each condition's gain over the student item by item, reversed pairs, rank correlation with the judged delta."""
+    from .experiments.delta_pool import pool_delta, pool_report
+
+    pairs = []
+    for v in versus or []:
+        a, sep, b = v.partition(":")
+        if not sep or not a or not b:
+            raise DeltaError(f"--versus {v!r}: expected A:B (two condition names)")
+        pairs.append((a, b))
+    p = pool_delta(run_dirs, metrics=metric or None, versus=pairs)
+    t = Table(title=f"{p['name']}: gain over the student, seeds {', '.join(map(str, p['seeds']))} pooled ({', '.join(p['metrics'])})")
+    for c in ("condition", "judged delta", "gain (95% CI)", "per seed"):
+        t.add_column(c, justify="left" if c == "condition" else "right")
+    for n, g in p["gain"].items():
+        d = p["judged_delta"].get(n)
+        t.add_row(n, "-" if d is None else f"{d:+.3f}", f"{g['mean']:+.3f} ({g['ci95'][0]:+.3f}..{g['ci95'][1]:+.3f})",
+                  ", ".join(f"{x:+.3f}" for x in g["per_seed"]))
+    out.print(t)
+    out.print(f"wrote {pool_report(p, out_dir)}")
+
+
+@app.command()
 def report(run_dir: Path = typer.Argument(..., help="A finished study's run directory")) -> None:
     """Rebuild report.md and the plots of a finished study from its results.json."""
     import json

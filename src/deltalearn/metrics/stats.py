@@ -27,3 +27,23 @@ def paired_gain(diffs: dict[str, list[float]], signs: dict[str, float], *, seed:
     point = float(np.mean([a.mean() for a in arrays]))
     boots = np.mean([a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1) for a in arrays], axis=0)
     return {"mean": point, "ci95": (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)))}
+
+
+def _ranks(x) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):
+        tied = x == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (Pearson's on average ranks); NaN when either side is constant."""
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])

@@ -1,0 +1,167 @@
+"""A delta study's seeds pooled: each condition's paired difference to the student, item by item,
+averaged over the seeds and bootstrapped over the items; chosen comparisons between conditions (the
+reversed pairs of a grid among them); the rank correlation of judged delta with gain. Reads only the
+run directories' results.json and per-item evaluation files; nothing is recomputed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DeltaError
+from ..io import read_jsonl, write_json_atomic, write_text_atomic
+from ..metrics.stats import bootstrap_ci, spearman
+
+# Keys a seed's run may change without making it another study.
+SEED_KEYS = {"seed", "out_dir", "description"}
+
+
+def _load(run_dirs: list[Path]) -> list[dict]:
+    runs = []
+    for d in run_dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise DeltaError(f"{d}: no results.json; run its report stage first (deltalearn run RECIPE --stage report)")
+        s = json.loads(path.read_text())
+        if s.get("study") != "delta":
+            raise DeltaError(f"{path}: not a delta study (study: {s.get('study')!r})")
+        runs.append({"dir": Path(d), **s})
+    first = {k: v for k, v in runs[0]["config"].items() if k not in SEED_KEYS}
+    for r in runs[1:]:
+        other = {k: v for k, v in r["config"].items() if k not in SEED_KEYS}
+        diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+        if diff:
+            raise DeltaError(f"{r['dir']}: not a seed of {runs[0]['dir']}'s study: settings differ in {', '.join(diff)}")
+    return runs
+
+
+def _signed_items(eval_dir: Path, metrics: list[str], better: dict[str, str]) -> dict[str, float]:
+    """One number per (suite, item), signed so that higher is better: the items of all metrics pooled."""
+    out = {}
+    for metric in metrics:
+        suite, m = metric.split(".", 1)
+        path = eval_dir / f"{suite}.jsonl"
+        if not path.is_file():
+            raise DeltaError(f"{path}: missing; metric {metric} needs that suite evaluated")
+        sign = 1.0 if better.get(metric, "higher") == "higher" else -1.0
+        out.update({f"{metric}/{r['id']}": sign * float(r[m]) for r in read_jsonl(path)})
+    return out
+
+
+def _run_names(run: dict) -> dict[str, str]:
+    from .delta_study import DeltaStudy
+
+    return {c.name: c.run_name for c in DeltaStudy.model_validate(run["config"]).all_conditions()}
+
+
+def _better(run: dict) -> dict[str, str]:
+    base = json.loads((run["dir"] / "eval" / "base" / "summary.json").read_text())["suites"]
+    return {f"{s}.{m}": v.get("better", "higher") for s, info in base.items() for m, v in info["metrics"].items()}
+
+
+def _pooled(per_seed: list[dict[str, float]], seed: int, n_boot: int) -> dict:
+    """Item-level differences of several seeds: averaged per item over the seeds (items every seed has),
+    bootstrapped over items; each seed's own mean beside it."""
+    keys = sorted(set.intersection(*(set(d) for d in per_seed)))
+    x = np.array([np.mean([d[k] for d in per_seed]) for k in keys])
+    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
+    return {"mean": float(x.mean()), "ci95": [lo, hi], "items": len(keys),
+            "per_seed": [float(np.mean([d[k] for k in keys])) for d in per_seed]}
+
+
+def reversed_pairs(results: dict, ladder: list[str]) -> list[tuple[str, str]]:
+    """(preferred, reverse) for every condition whose reverse was also trained; the preferred direction
+    is the one the judge scores positive (the size heuristic's, the ladder's order, without an audit)."""
+    rank = {t: i for i, t in enumerate(ladder)}
+    by_sides = {(r["chosen"], r["rejected"]): n for n, r in results.items() if r.get("rejected")}
+    out = []
+    for (a, b), n in by_sides.items():
+        rev = by_sides.get((b, a))
+        if rev is None:
+            continue
+        audit = results[n].get("audit") or {}
+        delta = audit.get("mean_delta")
+        if (delta is not None and delta > 0) or (delta is None and rank[a] < rank[b]):
+            out.append((n, rev))
+    return sorted(out)
+
+
+def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus: list[tuple[str, str]] = (),
+               seed: int = 0, n_boot: int = 10_000) -> dict:
+    runs = _load(run_dirs)
+    metrics = metrics or runs[0]["config"]["eval"]["gain"]
+    names = [n for n in runs[0]["results"] if all(n in r["results"] for r in runs)]
+    missing = sorted({n for r in runs for n in r["results"]} - set(names))
+    for a, b in versus:
+        for n in (a, b):
+            if n not in names:
+                raise DeltaError(f"--versus {a}:{b}: {n!r} is not a condition every seed has ({', '.join(names)})")
+    items = []  # per seed: {"base": {...}, condition: {...}}
+    for r in runs:
+        better, run_names = _better(r), _run_names(r)
+        one = {"base": _signed_items(r["dir"] / "eval" / "base", metrics, better)}
+        one.update({n: _signed_items(r["dir"] / "eval" / run_names[n], metrics, better) for n in names})
+        items.append(one)
+
+    def diff(a: str, b: str) -> dict:
+        return _pooled([{k: s[a][k] - s[b][k] for k in s[a].keys() & s[b].keys()} for s in items], seed, n_boot)
+
+    res0 = runs[0]["results"]
+    gains = {n: diff(n, "base") for n in names}
+    pairs = reversed_pairs({n: res0[n] for n in names}, [t["name"] for t in runs[0]["config"]["ladder"]["tiers"]])
+    judged = [n for n in names if (res0[n].get("audit") or {}).get("mean_delta") is not None]
+    rho = spearman([res0[n]["audit"]["mean_delta"] for n in judged], [gains[n]["mean"] for n in judged]) if len(judged) >= 3 else None
+    return {"runs": [str(r["dir"]) for r in runs], "seeds": [r["config"]["seed"] for r in runs], "metrics": metrics,
+            "missing": missing, "gain": gains,
+            "judged_delta": {n: res0[n]["audit"]["mean_delta"] for n in judged},
+            "reversed": [{"preferred": a, "reverse": b, **diff(a, b)} for a, b in pairs],
+            "versus": [{"a": a, "b": b, **diff(a, b)} for a, b in versus],
+            "spearman_delta_gain": rho, "name": runs[0]["name"]}
+
+
+def _ci(d: dict) -> str:
+    return f"{d['mean']:+.3f} ({d['ci95'][0]:+.3f}..{d['ci95'][1]:+.3f})"
+
+
+def pool_report(p: dict, out: Path) -> Path:
+    from ..report.plots import scatter_with_ci
+    from .delta_report import short_labels
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "pooled.json", p)
+    seeds = ", ".join(map(str, p["seeds"]))
+    lines = [f"# {p['name']}: {len(p['seeds'])} seed(s) pooled ({seeds})", "",
+             f"Metric: {', '.join(p['metrics'])}, items pooled, signed so that positive is better. Each item's "
+             "paired difference is averaged over the seeds, then bootstrapped over the items (95% interval).", "",
+             "| condition | judged delta | gain over the student | per seed | items |", "|---|---|---|---|---|"]
+    for n, g in p["gain"].items():
+        d = p["judged_delta"].get(n)
+        lines.append(f"| {n} | {'-' if d is None else f'{d:+.3f}'} | {_ci(g)} | "
+                     f"{', '.join(f'{x:+.3f}' for x in g['per_seed'])} | {g['items']} |")
+    if p["reversed"]:
+        lines += ["", "Reversed pairs: the direction the judge prefers minus its reverse.", "",
+                  "| preferred | reverse | difference | per seed | above 0 |", "|---|---|---|---|---|"]
+        lines += [f"| {r['preferred']} | {r['reverse']} | {_ci(r)} | {', '.join(f'{x:+.3f}' for x in r['per_seed'])} | "
+                  f"{'yes' if r['ci95'][0] > 0 else 'no'} |" for r in p["reversed"]]
+        lines += ["", f"Reversed pairs whose interval is above 0: {sum(r['ci95'][0] > 0 for r in p['reversed'])} of {len(p['reversed'])}."]
+    if p["versus"]:
+        lines += ["", "| a minus b | difference | per seed |", "|---|---|---|"]
+        lines += [f"| {v['a']} minus {v['b']} | {_ci(v)} | {', '.join(f'{x:+.3f}' for x in v['per_seed'])} |" for v in p["versus"]]
+    if p["spearman_delta_gain"] is not None:
+        lines += ["", f"Spearman rank correlation of judged delta with pooled gain over {len(p['judged_delta'])} "
+                  f"conditions: {p['spearman_delta_gain']:+.3f}."]
+    if p["missing"]:
+        lines += ["", f"Not in every seed, left out: {', '.join(p['missing'])}."]
+    judged = list(p["judged_delta"])
+    if len(judged) >= 2:
+        label = short_labels({n: {"chosen": n.split(">")[0], "rejected": n.split(">")[-1]} for n in judged})
+        scatter_with_ci([p["judged_delta"][n] for n in judged], [p["gain"][n]["mean"] for n in judged],
+                        [None] * len(judged), [p["gain"][n]["ci95"] for n in judged], [label[n] for n in judged],
+                        out / "gain_vs_delta.png", title=f"Gain against judged delta, {len(p['seeds'])} seed(s) pooled",
+                        xlabel="judged delta, chosen - rejected", ylabel="gain over the student")
+        lines += ["", "![gain against judged delta](gain_vs_delta.png)"]
+    path = out / "pooled.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
