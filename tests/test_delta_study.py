@@ -133,7 +133,21 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     assert part["missing"] == ["b"] and list(part["results"]) == ["a"]
     assert "not yet trained or evaluated: b" in (tmp_path / "staged" / "report.md").read_text()
     assert json.loads((tmp_path / "staged" / "record.json").read_text())["study"]["state"] == "started"
-    run_delta(staged, stage="train", condition="b")
+    # Another machine: only the archive (no weights) survives; it is restored and the study finished.
+    import shutil
+
+    from deltalearn.archive import archive
+
+    kept = archive(tmp_path / "staged", tmp_path / "kept")
+    assert kept["skipped"] and all("weights" in x["why"] for x in kept["skipped"])
+    shutil.rmtree(tmp_path / "staged")
+    archive(tmp_path / "kept", tmp_path / "staged")
+    changed = DeltaStudy.model_validate({**spec, "out_dir": str(tmp_path / "staged"), "conditions": [
+        {**spec["conditions"][0], "train": {"lr": 5e-4}}, spec["conditions"][1]]})
+    with pytest.raises(DeltaError, match="'a': its weights .* are gone"):
+        run_delta(changed, stage="eval", condition="a")  # its kept evaluation is of other settings
+    run_delta(staged, stage="train")  # trains b; a is trained and evaluated, its weights were not kept
+    assert not (tmp_path / "staged" / "models" / "a" / "final").exists()
     two = run_delta(staged, stage="eval")
     assert two["missing"] == []
     for n in ("a", "b"):

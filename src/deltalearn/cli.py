@@ -428,6 +428,23 @@ def pool(
 
 
 @app.command()
+def archive(
+    src: Path = typer.Argument(..., help="A run directory (or an archive of one, to restore it)"),
+    dst: Path = typer.Option(..., "--to", help="Where its small files go (e.g. results/NAME, or runs/NAME to restore)"),
+    max_mb: float = typer.Option(8.0, "--max-mb", help="Leave out any file larger than this"),
+) -> None:
+    """Copy a run's records, summaries, per-item evaluations, pairs and reports, without weights or checkpoints; the same copy back restores them."""
+    from .archive import archive as copy_small
+
+    r = copy_small(src, dst, max_bytes=int(max_mb * 2**20))
+    out.print(f"{src} -> {dst}: {r['copied']} copied, {r['unchanged']} unchanged, {r['bytes'] / 2**20:.2f} MB kept; "
+              f"{len(r['skipped'])} left out ({sum(x['bytes'] for x in r['skipped']) / 2**20:.1f} MB)")
+    for why in sorted({x["why"] for x in r["skipped"]}):
+        n = [x for x in r["skipped"] if x["why"] == why]
+        out.print(f"  left out, {why}: {len(n)} file(s), e.g. {n[0]['path']}")
+
+
+@app.command()
 def report(run_dir: Path = typer.Argument(..., help="A finished study's run directory")) -> None:
     """Rebuild report.md and the plots of a finished study from its results.json."""
     import json

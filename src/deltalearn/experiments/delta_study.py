@@ -393,6 +393,8 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
 
     if stage in ("all", "train"):
         for c in conditions:
+            if not (out / "models" / c.run_name / "final" / "config.json").is_file() and _kept_evaluation(cfg, c, out, results):
+                continue  # restored from an archive: trained and evaluated, only the weights were not kept
             train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / c.run_name, cfg.seed, console,
                         cfg.on_change)
     if stage in ("data", "train"):
@@ -403,6 +405,13 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
             final = out / "models" / c.run_name / "final"
             if not (final.parent / "summary.json").is_file():
                 raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
+            if not (final / "config.json").is_file():
+                if not _kept_evaluation(cfg, c, out, results):
+                    raise DeltaError(f"condition {c.name!r}: its weights ({final}) are gone and no evaluation of them matches "
+                                     f"this recipe; train it again (--stage train --condition '{c.name}')")
+                if console is not None:
+                    console.print(f"{c.name}: restored from an archive without its weights; its evaluation is reused")
+                continue
             _evaluate(cfg, TierSpec(name=c.run_name, model=str(final)), out / "eval" / c.run_name, console)
         if condition is not None:
             return None
@@ -442,6 +451,32 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     if not missing:
         finish_study(cfg, cfg.BOOKKEEPING)
     return summary
+
+
+def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) -> bool:
+    """A condition restored from an archive (`deltalearn archive`), which keeps no weights: its
+    evaluation stands only if its training is recorded as done with the inputs this recipe gives it
+    now, and every suite as scored with this recipe's items, budget and seed (the weights' fingerprint
+    is the one its training recorded)."""
+    from ..evaluate.run import suite_inputs
+    from ..evaluate.suites import expand, get_suite
+    from ..train.loop import done_with
+
+    run = out / "models" / c.run_name
+    if not done_with(cfg.stage_for(c).train_config(cfg.student, Path(results[c.name]["data"]), run, cfg.seed, cfg.on_change)):
+        return False
+    ev = out / "eval" / c.run_name
+    rec = record.read(ev)
+    for name in expand(cfg.eval.suites):
+        r = rec.get(f"suite:{name}")
+        if r is None or r["state"] != "done" or not (ev / f"{name}.jsonl").is_file():
+            return False
+        suite, limit = get_suite(name), cfg.eval.limits.get(name, cfg.eval.limit)
+        want = suite_inputs(suite, suite.items[:limit] if limit else suite.items, r["inputs"]["model_fingerprint"],
+                            limit=limit, max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed)
+        if record.differences(r["inputs"], want):
+            return False
+    return True
 
 
 def _evaluated(out: Path, c: Condition) -> bool:

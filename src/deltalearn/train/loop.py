@@ -93,6 +93,12 @@ def state_of(cfg: TrainConfig) -> str:
                         defaults=_defaults())
 
 
+def done_with(cfg: TrainConfig) -> bool:
+    """Recorded as finished with exactly these inputs (its weights may since have been removed)."""
+    rec = record.read(cfg.out_dir).get("train")
+    return rec is not None and rec["state"] == "done" and not record.differences(rec["inputs"], run_inputs(cfg), _defaults())
+
+
 def _legacy(out: Path) -> bool:
     """A run directory made before run records: its inputs are unknown."""
     return not (out / record.RECORD).is_file() and any((out / n).exists() for n in ("config.yaml", "summary.json", "checkpoints"))
