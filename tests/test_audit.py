@@ -163,6 +163,7 @@ def test_audit_command(tmp_path):
     res = CliRunner().invoke(app, ["audit", str(path), "--judge", "length_words", "--n", "4", "--relabel"])
     assert res.exit_code == 0, res.output
     assert "100.0%" in res.output and "relabelled: kept 4" in res.output
+    assert "mean score: chosen 12.000, rejected 1.000" in res.output
     out = tmp_path / "pairs.audit-length_words"
     assert json.loads((out / "summary.json").read_text())["sampled"] == 4
     res = CliRunner().invoke(app, ["audit", str(path), "--judge", "nonsense"])
@@ -177,3 +178,19 @@ def test_verifiable_instruction_judge():
     assert j.score([("q", "one two"), ("q", "one two three four")]) == [1.0, 0.0]
     with pytest.raises(DeltaError, match="expected ifcheck"):
         make_judge('ifcheck:{"check": "nope"}')
+
+
+def test_asserts_judge_runs_each_answer_against_its_prompts_asserts(tmp_path):
+    from deltalearn.audit.factory import make_judge
+
+    prompt = "Write a function.\nWrite it as a Python function that passes this test:\nassert add(2, 3) == 5\nReply in one block."
+    good = "```python\ndef add(a, b):\n    return a + b\n```\nIt adds."
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    echo = prompt + "\n" + prompt  # a base model repeating the prompt: not code
+    j = make_judge("asserts")
+    assert j.score([(prompt, good), (prompt, wrong), (prompt, echo), ("no asserts stated", good)]) == [1.0, 0.0, 0.0, None]
+    rows = [{"prompt": prompt, "chosen": c, "rejected": r, "prompt_id": f"p{i}"}
+            for i, (c, r) in enumerate([(good, echo), (good, wrong), (wrong, echo), (wrong, good)])]
+    s = audit_pairs(write_jsonl(tmp_path / "pairs.jsonl", rows), j, n=None, out_dir=tmp_path / "audit")
+    assert (s["agreement"], s["ties"], s["reversals"]) == (0.5, 0.25, 0.25)
+    assert s["mean_score"] == {"chosen": 0.5, "rejected": 0.25} and s["mean_delta"] == pytest.approx(0.25)

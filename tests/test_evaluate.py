@@ -4,7 +4,8 @@ import math
 import pytest
 
 from deltalearn.errors import DeltaError
-from deltalearn.evaluate.humaneval import extract_code, run_tests
+from deltalearn.evaluate.humaneval import run_tests
+from deltalearn.metrics.code import extract_code
 from deltalearn.metrics.ifcheck import check
 from deltalearn.evaluate.run import compare, evaluate
 from deltalearn.evaluate.safety import is_refusal

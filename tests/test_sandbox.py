@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from deltalearn.evaluate import sandbox
+from deltalearn import sandbox
 from deltalearn.evaluate.humaneval import run_tests
 
 CHECK = "def check(candidate):\n    candidate()\n"

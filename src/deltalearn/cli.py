@@ -148,6 +148,8 @@ def audit(
         md = f"{s['mean_delta']:.2f} ({s['mean_delta_ci95'][0]:.2f}..{s['mean_delta_ci95'][1]:.2f})" if "mean_delta" in s else "-"
         t.add_row(f"{s['agreement']:.1%} ({lo:.0%}..{hi:.0%})", f"{s['ties']:.1%}", f"{s['reversals']:.1%}", md, str(s["unparseable"]))
     out.print(t)
+    if s.get("mean_score"):
+        out.print(f"mean score: chosen {s['mean_score']['chosen']:.3f}, rejected {s['mean_score']['rejected']:.3f}")
     if len(s.get("by_category", {})) > 1:
         c = Table(title="by category")
         for col in ("category", "n", "agreement", "reversals", "mean delta"):

@@ -12,6 +12,7 @@ JUDGES = {
     **{name: (f"programmatic: {name.replace('_', ' ')} of the answer", None) for name in UTILITIES},
     "regex:PATTERN": ("programmatic: matches of a regular expression (multiline)", None),
     "ifcheck:JSON": ('programmatic: one verifiable instruction, e.g. ifcheck:{"check": "max_words", "n": 50}', None),
+    "asserts": ("programmatic: the answer's code run in the sandbox against the asserts its prompt states (1 pass, 0 fail)", None),
     "llm-rubric": ("an LLM grades each answer 1-10 on four aspects", "model_or_endpoint"),
     "llm-pairwise": ("an LLM compares the two answers, both orders", "model_or_endpoint"),
     "reward-model": ("a sequence-classification reward model's score", "model"),
@@ -78,6 +79,10 @@ def make_judge(name: str, *, judge_model: str | None = None, endpoint: str | Non
         except (ValueError, AssertionError):
             raise DeltaError(f"judge {name!r}: expected ifcheck:{{\"check\": one of {sorted(CHECKS)}, ...params}}") from None
         return UtilityJudge(name, lambda text: float(check(spec, text)))
+    if name == "asserts":
+        from .judges import AssertsJudge
+
+        return AssertsJudge()
     if name in ("llm-rubric", "llm-pairwise"):
         backend = _backend(judge_model, endpoint)
         cls = RubricJudge if name == "llm-rubric" else PairwiseJudge

@@ -30,6 +30,27 @@ class UtilityJudge:
         return [float(self.fn(response)) for _, response in items]
 
 
+class AssertsJudge:
+    """A code answer run in the sandbox against the assert lines its prompt states: 1 when all pass,
+    0 when not; None (unparseable) for a prompt that states none. The programmatic, verifiable delta
+    of code pairs: no model's taste in it."""
+
+    kind = "pointwise"
+
+    def __init__(self, name: str = "asserts", timeout: float = 10.0):
+        self.name, self.timeout = name, timeout
+        self.params = self.tokens = 0
+
+    def score(self, items: list[tuple[str, str]]) -> list[float | None]:
+        from ..metrics.code import run_asserts, stated_asserts
+
+        out = []
+        for prompt, response in items:
+            tests = stated_asserts(prompt)
+            out.append(float(run_asserts(response, tests, timeout=self.timeout)[0]) if tests else None)
+        return out
+
+
 RUBRIC_ASPECTS = ("helpfulness", "honesty", "instruction following", "truthfulness")
 RUBRIC = """You are grading an AI assistant's answer to a user's request.
 Rate the answer from 1 (worst) to 10 (best) on each aspect:

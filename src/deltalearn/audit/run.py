@@ -44,6 +44,9 @@ def audit_pairs(path: str | Path, judge, *, n: int | None = 100, seed: int = 0, 
                              "chosen_score": sc, "rejected_score": sr, "delta": delta, "verdict": verdict})
         deltas = [p["delta"] for p in per_pair]
         summary = delta_summary(deltas, tie_tol=tie_tol, seed=seed)
+        both = [p for p in per_pair if p["delta"] is not None]  # each side's mean score (for asserts: pass rates)
+        summary["mean_score"] = ({side: sum(p[f"{side}_score"] for p in both) / len(both) for side in ("chosen", "rejected")}
+                                 if both else None)
         summary["by_category"] = by_category([p["category"] for p in per_pair if p["delta"] is not None],
                                              [p["delta"] for p in per_pair if p["delta"] is not None], tie_tol=tie_tol)
     else:

