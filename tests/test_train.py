@@ -72,6 +72,7 @@ def test_reward_accuracy_rises_on_a_learnable_preference(tmp_path, tiny_model_di
     assert (final / "model.safetensors").is_file() and (final / "tokenizer_config.json").is_file()
     assert json.loads((final / "config.json").read_text())["use_cache"] is True  # generation from it keeps its KV cache
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["method"] == "dpo_norm"
+    assert (torch.tensor([1e-37]) * torch.tensor([1e-3])).item() == 0.0  # CPU training flushes denormals to zero
 
 
 def test_the_peak_probe_times_its_fastest_matmul_and_leaves_the_random_state_alone(monkeypatch):

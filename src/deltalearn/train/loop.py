@@ -241,6 +241,11 @@ def setup(cfg: TrainConfig, engine, console=None) -> Run:
         if not rows:
             raise DeltaError(f'{data_path}: no pairs with split "{cfg.data_split}"')
 
+    if engine.device.type == "cpu":
+        # A saturated preference loss (margins of tens of nats) drives gradients and AdamW's second
+        # moments below float32's normal range, and x86 matmuls on denormal inputs run ~100x slower
+        # (benchmarks/bench_denormal.py); flushing them to zero changes nothing above 1e-38.
+        torch.set_flush_denormal(True)
     # The main process converts a GGUF once; the others then read the cache.
     with engine.main_first():
         loaded = load_model(cfg.model, dtype="float32", device=str(engine.device))
