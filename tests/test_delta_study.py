@@ -132,6 +132,8 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     part = run_delta(staged, stage="report")  # a partial report names what is missing; the study is not done
     assert part["missing"] == ["b"] and list(part["results"]) == ["a"]
     assert "not yet trained or evaluated: b" in (tmp_path / "staged" / "report.md").read_text()
+    assert "answers to 4 shipped train prompts" in (tmp_path / "staged" / "report.md").read_text()
+    assert "evaluated on mc_lite (3 items)." in (tmp_path / "staged" / "report.md").read_text()
     assert json.loads((tmp_path / "staged" / "record.json").read_text())["study"]["state"] == "started"
     # Another machine: only the archive (no weights) survives; it is restored and the study finished.
     import shutil

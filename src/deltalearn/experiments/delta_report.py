@@ -30,6 +30,12 @@ def short_labels(res: dict) -> dict[str, str]:
             for n, r in res.items()}
 
 
+def _suite_sizes(e: dict) -> str:
+    """'mbpp (50 items), humaneval (all items)': each suite's own limit, else the common one."""
+    sizes = {n: (e.get("limits") or {}).get(n, e.get("limit")) for n in e["suites"]}
+    return ", ".join(f"{n} ({k or 'all'} items)" for n, k in sizes.items())
+
+
 def delta_report(run_dir: str | Path) -> Path:
     from ..report.plots import bar_with_ci, scatter_with_ci
 
@@ -53,9 +59,9 @@ def delta_report(run_dir: str | Path) -> Path:
 
     lines = [f"# {s['name']}: delta learning study", "", cfg.get("description", "").strip(), "",
              f"Student: `{cfg['student']['name']}` ({cfg['student']['model']}). Every condition is trained from the "
-             f"student on {cfg['prompts'].get('limit') or 'all'} shipped {cfg['prompts'].get('split') or ''} prompts' answers "
-             f"(greedy, up to {cfg['generate']['settings']['max_new_tokens']} new tokens) and evaluated on "
-             f"{', '.join(cfg['eval']['suites'])} (up to {cfg['eval']['limit']} items each).", "",
+             f"student on the answers to {cfg['prompts'].get('limit') or 'all'} {cfg['prompts'].get('source', 'shipped')} "
+             f"{cfg['prompts'].get('split') or ''} prompts (greedy, up to {cfg['generate']['settings']['max_new_tokens']} new "
+             f"tokens) and evaluated on {_suite_sizes(cfg['eval'])}.", "",
              f"Gain = mean over {gain_metrics} of the paired difference to the student (positive = better), with a "
              "95% bootstrap interval over items.", "",
              "| condition | method | chosen > rejected | pairs | judged delta (95% CI) | judge agrees | gain (95% CI) |",
