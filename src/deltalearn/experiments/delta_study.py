@@ -456,8 +456,8 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
 def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) -> bool:
     """A condition restored from an archive (`deltalearn archive`), which keeps no weights: its
     evaluation stands only if its training is recorded as done with the inputs this recipe gives it
-    now, and every suite as scored with this recipe's items, budget and seed (the weights' fingerprint
-    is the one its training recorded)."""
+    now, and every suite as scored with this recipe's items, budget and seed. The weights themselves
+    cannot be hashed once gone: the training record stands in for them."""
     from ..evaluate.run import suite_inputs
     from ..evaluate.suites import expand, get_suite
     from ..train.loop import done_with
