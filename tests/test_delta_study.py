@@ -87,6 +87,15 @@ def test_delta_study_end_to_end_on_a_tiny_ladder(tmp_path, tiny_model_dir):
     assert (run / "gain.png").stat().st_size > 1000 and (run / "gain_vs_delta.png").stat().st_size > 1000
     report = (run / "report.md").read_text()
     assert "| t3>t2 | dpo_norm | t3 > t2 |" in report and "## Every metric" in report
+    # answer lengths: ifeval_lite generates (budget 6 tokens), mc_lite scores log-likelihoods only
+    ev = [json.loads(l) for l in (run / "eval" / "base" / "ifeval_lite.jsonl").read_text().splitlines()]
+    assert s["answers"]["student"] == {"ifeval_lite": {
+        "tokens": pytest.approx(sum(x["n_tokens"] for x in ev) / 3),
+        "at_limit": pytest.approx(sum(x["finish_reason"] == "length" for x in ev) / 3)}}
+    assert set(s["answers"]) == {"student", *r} and all(0 < a["ifeval_lite"]["tokens"] <= 6 for a in s["answers"].values())
+    assert set(r["sft_t3"]["pair_tokens"]) == {"chosen"} and set(r["t3>t2"]["pair_tokens"]) == {"chosen", "rejected"}
+    assert r["t3>t2"]["pair_tokens"]["chosen"] == pytest.approx(sum(x["chosen_tokens"] for x in rows) / len(rows))
+    assert "## Answer length" in report and "| student | " in report
     (run / "report.md").unlink()
     delta_report(run)
     assert (run / "report.md").read_text() == report

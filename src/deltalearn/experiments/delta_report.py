@@ -36,6 +36,25 @@ def _suite_sizes(e: dict) -> str:
     return ", ".join(f"{n} ({k or 'all'} items)" for n, k in sizes.items())
 
 
+def _answer_section(s: dict) -> list[str]:
+    """Mean answer length per generation suite and model, with the share cut at the token budget; and
+    the training answers' mean length per teacher, whose form a tuned student may take on."""
+    answers = s.get("answers")
+    if not answers:
+        return []
+    suites = sorted({k for a in answers.values() for k in a})
+    lines = ["", "## Answer length", "", "Mean new tokens per answer (share of answers cut by the token budget).", "",
+             "| model | " + " | ".join(suites) + " |", "|---|" + "---|" * len(suites)]
+    for n, a in answers.items():
+        lines.append(f"| {n} | " + " | ".join(f"{a[k]['tokens']:.0f} ({a[k]['at_limit']:.0%})" if k in a else "-"
+                                              for k in suites) + " |")
+    trained = {n: r["pair_tokens"] for n, r in s["results"].items() if r.get("pair_tokens")}
+    if trained:
+        lines += ["", "Training answers, mean tokens: " + "; ".join(
+            f"{n} " + " > ".join(f"{v:.0f}" for v in t.values()) for n, t in trained.items()) + " (chosen > rejected)."]
+    return lines
+
+
 def delta_report(run_dir: str | Path) -> Path:
     from ..report.plots import bar_with_ci, scatter_with_ci
 
@@ -97,6 +116,7 @@ def delta_report(run_dir: str | Path) -> Path:
         t = res[n].get("train") or {}
         lines.append(f"| {n} | " + " | ".join("-" if t.get(k) is None else f"{t[k]:.3f}"
                                                 for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")) + " |")
+    lines += _answer_section(s)
     lines += ["", "## Wall time on this machine", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
     path = run / "report.md"

@@ -432,15 +432,17 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         times[f"train {c.name}"] = train_summary["seconds"]
         run_dir = out / "eval" / c.run_name
         results[c.name]["metrics"], results[c.name]["gain"] = _differences(base_dir, run_dir, cfg)
+        results[c.name]["pair_tokens"] = pair_lengths(Path(results[c.name]["data"]))
     for name in ["base", *(c.run_name for c in conditions)]:
         ev = json.loads((out / "eval" / name / "summary.json").read_text())
         times[f"eval {name}"] = sum(s["seconds"] for s in ev["suites"].values())
     base = json.loads((base_dir / "summary.json").read_text())["suites"]
+    names = {"student": "base", **{c.name: c.run_name for c in conditions}}
     summary = {
         "study": "delta", "name": cfg.name, "results": {c.name: results[c.name] for c in conditions},
         "base": {f"{s}.{m}": v["mean"] for s, info in base.items() for m, v in info["metrics"].items()},
         "generation": data["generation"], "seconds": {k: round(v, 1) for k, v in times.items()},
-        "missing": missing, "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
+        "answers": {n: answer_lengths(out / "eval" / d) for n, d in names.items()}, "missing": missing, "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
         "config": cfg.model_dump(mode="json"),
     }
     faults.point("study.before_results")
@@ -477,6 +479,36 @@ def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) ->
         if record.differences(r["inputs"], want):
             return False
     return True
+
+
+def answer_lengths(eval_dir: Path) -> dict:
+    """Per generation suite: the mean answer length in tokens and the share cut by the token budget.
+    A preference-tuned model that takes on a teacher's answer form shows it here first."""
+    from ..io import read_jsonl
+
+    out = {}
+    for path in sorted(eval_dir.glob("*.jsonl")):
+        if path.name in ("generations.jsonl", "loglik_cache.jsonl"):
+            continue
+        rows = [r for r in read_jsonl(path) if "n_tokens" in r]
+        if rows:
+            out[path.stem] = {"tokens": sum(r["n_tokens"] for r in rows) / len(rows),
+                              "at_limit": sum(r["finish_reason"] == "length" for r in rows) / len(rows)}
+    return out
+
+
+def pair_lengths(data: Path) -> dict:
+    """Mean tokens of the chosen and rejected answers a condition trained on."""
+    from ..io import read_jsonl
+
+    rows = list(read_jsonl(data))
+    out = {}
+    sft = all(r["chosen_tier"] == r["rejected_tier"] for r in rows)  # SFT rows repeat chosen as rejected
+    for side in ("chosen",) if sft else ("chosen", "rejected"):
+        n = [r.get(f"{side}_tokens") for r in rows]
+        if n and all(isinstance(x, int) for x in n):
+            out[side] = sum(n) / len(n)
+    return out
 
 
 def _evaluated(out: Path, c: Condition) -> bool:
