@@ -66,6 +66,18 @@ def test_run_dry_run_prints_the_plan_and_the_launch_commands():
     assert "for delta studies" in str(bad.exception)  # main() turns it into one line and exit code 2
 
 
+def test_run_status_reads_the_run_directory_and_runs_nothing(tmp_path):
+    args = ["run", "recipes/tulu3_qwen3b_over_1.5b.yaml", "--set", f"out_dir={tmp_path / 'r'}", "--stage", "status"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "(no data stage yet" in res.output and "0/" in res.output and not (tmp_path / "r").exists()
+    lines = [l.strip() for l in res.output.splitlines() if l.strip().startswith("deltalearn run")]
+    assert lines[0].endswith("--stage data") and lines[-1].endswith("--stage report")
+    assert "--stage train --condition dpo_qwen3b_over_1.5b" in lines[1] and f"out_dir={tmp_path / 'r'}" in lines[1]
+    bad = CliRunner().invoke(app, [*args, "--condition", "dpo_qwen3b_over_1.5b"])
+    assert "drop --condition" in str(bad.exception)
+
+
 def test_eval_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     import shutil
 

@@ -144,6 +144,12 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     assert "answers to 4 shipped train prompts" in (tmp_path / "staged" / "report.md").read_text()
     assert "evaluated on mc_lite (3 items)." in (tmp_path / "staged" / "report.md").read_text()
     assert json.loads((tmp_path / "staged" / "record.json").read_text())["study"]["state"] == "started"
+    from deltalearn.experiments.delta_status import next_commands, study_status
+
+    st = study_status(staged)
+    assert [(r["name"], r["trained"], r["evaluated"]) for r in st["rows"]] == [("student", "-", 1), ("a", "yes", 1), ("b", "no", 0)]
+    assert next_commands(st, "r.yaml", ["seed=1"]) == [f"deltalearn run r.yaml --set seed=1 --stage {s}" for s in (
+        "train --condition b", "eval --condition b", "report")]
     # Another machine: only the archive (no weights) survives; it is restored and the study finished.
     import shutil
 
@@ -161,6 +167,9 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     assert not (tmp_path / "staged" / "models" / "a" / "final").exists()
     two = run_delta(staged, stage="eval")
     assert two["missing"] == []
+    st = study_status(staged)
+    assert st["report"] and next_commands(st, "r.yaml", None) == []
+    assert st["rows"][1]["trained"] == "yes (weights not kept)" and st["rows"][2]["trained"] == "yes"
     for n in ("a", "b"):
         assert two["results"][n]["metrics"] == one["results"][n]["metrics"]
     import yaml

@@ -304,18 +304,22 @@ def _safe(name: str) -> str:
 def run(
     recipe: Path = typer.Argument(..., help="A study recipe (kind: bold | delta | logreg)"),
     set_: Optional[list[str]] = SetOpt,
-    stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report"),
+    stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report, or status (what the run directory holds and the commands left; runs nothing)"),
     condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train or eval stage: only this condition (eval also scores the student)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""
     from .recipes import STUDIES, load_any
 
-    cfg = load_any(recipe, set_, allowed=STUDIES, files=not dry_run)
+    cfg = load_any(recipe, set_, allowed=STUDIES, files=not (dry_run or stage == "status"))
     if (dry_run or stage != "all" or condition) and cfg.kind != "delta":
         raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
     if dry_run:
         return _print_plan(cfg, str(recipe), set_)
+    if stage == "status":
+        if condition:
+            raise DeltaError("--stage status covers every condition; drop --condition")
+        return _print_status(cfg, str(recipe), set_)
     if cfg.kind == "delta" and (stage != "all" or condition):
         from .experiments.delta_study import run_delta
 
@@ -323,6 +327,27 @@ def run(
         out.print(f"{cfg.name}: stage {stage}{f' ({condition})' if condition else ''} done in {cfg.out_dir}")
         return
     _run_study(cfg)
+
+
+def _print_status(cfg, recipe: str, overrides: list[str] | None) -> None:
+    from rich.table import Table
+
+    from .experiments.delta_status import next_commands, study_status
+
+    st = study_status(cfg)
+    t = Table(title=f"{cfg.name}: {st['out_dir']}")
+    for c in ("model", "pairs", "judged delta", "trained", "suites evaluated"):
+        t.add_column(c, justify="left" if c in ("model", "trained") else "right")
+    for r in st["rows"]:
+        t.add_row(r["name"], "-" if r["pairs"] is None else str(r["pairs"]), "-" if r["delta"] is None else f"{r['delta']:+.3f}",
+                  r["trained"], f"{r['evaluated']}/{st['suites']}")
+    out.print(t)
+    if not st["data"]:
+        out.print("(no data stage yet: no answers, pairs or audits)")
+    cmds = next_commands(st, recipe, overrides)
+    out.print("Left to run, in order:" if cmds else "Complete: every condition trained and evaluated, report written.")
+    for c in cmds:
+        out.print(f"  {c}", soft_wrap=True, markup=False)
 
 
 def _print_plan(cfg, recipe: str, overrides: list[str] | None = None) -> None:

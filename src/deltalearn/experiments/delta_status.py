@@ -1,0 +1,56 @@
+"""`deltalearn run R --stage status`: what a delta study's run directory holds, condition by
+condition, and the commands that would finish it. Read-only and torch-free, so it can be asked while
+a stage runs. It reports what is on disk; whether that matches the recipe is checked by the stages
+themselves when they run (record.py), not here."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from .. import record
+from ..evaluate.suites import expand
+
+
+def _suites_done(eval_dir: Path, suites: list[str]) -> int:
+    rec = record.read(eval_dir) if (eval_dir / "record.json").is_file() else {}
+    return sum(1 for s in suites if (rec.get(f"suite:{s}") or {}).get("state") == "done" and (eval_dir / f"{s}.jsonl").is_file())
+
+
+def study_status(cfg) -> dict:
+    """One row per model (the student, then each condition): pairs, judged delta, training state,
+    suites evaluated; plus whether the data stage and the report are done."""
+    out = Path(cfg.out_dir)
+    data = json.loads((out / "data.json").read_text()) if (out / "data.json").is_file() else None
+    suites = expand(cfg.eval.suites)
+    rows = [{"name": "student", "run": "base", "pairs": None, "delta": None, "trained": "-",
+             "evaluated": _suites_done(out / "eval" / "base", suites)}]
+    for c in cfg.all_conditions():
+        res = (data or {}).get("results", {}).get(c.name, {})
+        model = out / "models" / c.run_name
+        if (model / "summary.json").is_file():
+            trained = "yes" if (model / "final" / "config.json").is_file() else "yes (weights not kept)"
+        else:
+            trained = "started" if (model / "record.json").is_file() else "no"
+        audit = res.get("audit") or {}
+        rows.append({"name": c.name, "run": c.run_name, "pairs": res.get("pairs"), "delta": audit.get("mean_delta"),
+                     "trained": trained, "evaluated": _suites_done(out / "eval" / c.run_name, suites)})
+    return {"out_dir": str(out), "data": data is not None, "suites": len(suites), "rows": rows,
+            "report": (out / "report.md").is_file() and (out / "results.json").is_file()
+            and not json.loads((out / "results.json").read_text()).get("missing")}
+
+
+def next_commands(status: dict, recipe: str, overrides: list[str] | None) -> list[str]:
+    """The stage commands still to run, in the order the studies so far ran them (each condition
+    trained then evaluated, so that an interrupted session leaves whole conditions)."""
+    base = "deltalearn run " + shlex.join([recipe, *[a for o in overrides or [] for a in ("--set", o)]])
+    cmds = [] if status["data"] else [f"{base} --stage data"]
+    for r in status["rows"][1:]:
+        if r["trained"] in ("no", "started"):
+            cmds.append(f"{base} --stage train --condition {shlex.quote(r['name'])}")
+        if r["evaluated"] < status["suites"]:
+            cmds.append(f"{base} --stage eval --condition {shlex.quote(r['name'])}")
+    if cmds or not status["report"]:
+        cmds.append(f"{base} --stage report")
+    return cmds
