@@ -71,6 +71,10 @@ def test_reversed_pairs_follow_the_judge_and_spearman_ranks_ties():
     assert reversed_pairs(res, ["big", "small"]) == [("small>big", "big>small")]
     no_audit = {n: {k: v for k, v in r.items() if k != "audit"} for n, r in res.items()}
     assert reversed_pairs(no_audit, ["big", "small"]) == [("big>small", "small>big")]
+    # a variant with its own settings (DPO+NLL) is not the plain reverse's partner, nor is SFT
+    res["nll"] = {"chosen": "small", "rejected": "big", "method": None, "audit": {"mean_delta": 0.5}}
+    res["sft"] = {"chosen": "small", "rejected": None, "method": "sft"}
+    assert reversed_pairs(res, ["big", "small"], {"nll": {"nll_coef": 1.0}}) == [("small>big", "big>small")]
     assert spearman([1, 2, 3, 4], [10, 20, 20, 40]) == pytest.approx(np.corrcoef([1, 2, 3, 4], [1, 2.5, 2.5, 4])[0, 1])
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0) and np.isnan(spearman([1, 2], [5, 5]))
 

@@ -71,14 +71,22 @@ def _pooled(per_seed: list[dict[str, float]], seed: int, n_boot: int) -> dict:
             "per_seed": [float(np.mean([d[k] for k in keys])) for d in per_seed]}
 
 
-def reversed_pairs(results: dict, ladder: list[str]) -> list[tuple[str, str]]:
-    """(preferred, reverse) for every condition whose reverse was also trained; the preferred direction
-    is the one the judge scores positive (the size heuristic's, the ladder's order, without an audit)."""
+def reversed_pairs(results: dict, ladder: list[str], train: dict | None = None) -> list[tuple[str, str]]:
+    """(preferred, reverse) for every condition whose reverse was also trained with the same method and
+    the same condition settings (`train`: name -> its overrides; DPO+NLL is not plain DPO's reverse);
+    the preferred direction is the one the judge scores positive (the ladder's order without an audit)."""
     rank = {t: i for i, t in enumerate(ladder)}
-    by_sides = {(r["chosen"], r["rejected"]): n for n, r in results.items() if r.get("rejected")}
+    train = train or {}
+
+    def sides(n: str, r: dict, flip: bool = False) -> tuple:
+        a, b = (r["rejected"], r["chosen"]) if flip else (r["chosen"], r["rejected"])
+        return a, b, r.get("method"), json.dumps(train.get(n) or {}, sort_keys=True)
+
+    by_sides = {sides(n, r): n for n, r in results.items() if r.get("rejected")}
     out = []
-    for (a, b), n in by_sides.items():
-        rev = by_sides.get((b, a))
+    for key, n in by_sides.items():
+        a, b = key[:2]
+        rev = by_sides.get(sides(n, results[n], flip=True))
         if rev is None:
             continue
         audit = results[n].get("audit") or {}
@@ -110,7 +118,8 @@ def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus
 
     res0 = runs[0]["results"]
     gains = {n: diff(n, "base") for n in names}
-    pairs = reversed_pairs({n: res0[n] for n in names}, [t["name"] for t in runs[0]["config"]["ladder"]["tiers"]])
+    pairs = reversed_pairs({n: res0[n] for n in names}, [t["name"] for t in runs[0]["config"]["ladder"]["tiers"]],
+                           {c["name"]: c.get("train") for c in runs[0]["config"].get("conditions") or []})
     judged = [n for n in names if (res0[n].get("audit") or {}).get("mean_delta") is not None]
     rho = spearman([res0[n]["audit"]["mean_delta"] for n in judged], [gains[n]["mean"] for n in judged]) if len(judged) >= 3 else None
     return {"runs": [str(r["dir"]) for r in runs], "seeds": [r["config"]["seed"] for r in runs], "metrics": metrics,
