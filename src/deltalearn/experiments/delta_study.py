@@ -442,7 +442,8 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         "study": "delta", "name": cfg.name, "results": {c.name: results[c.name] for c in conditions},
         "base": {f"{s}.{m}": v["mean"] for s, info in base.items() for m, v in info["metrics"].items()},
         "generation": data["generation"], "seconds": {k: round(v, 1) for k, v in times.items()},
-        "answers": {n: answer_lengths(out / "eval" / d) for n, d in names.items()}, "missing": missing, "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
+        "answers": {n: answer_lengths(out / "eval" / d, cfg.eval.suites) for n, d in names.items()},
+        "missing": missing, "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
         "config": cfg.model_dump(mode="json"),
     }
     faults.point("study.before_results")
@@ -481,18 +482,17 @@ def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) ->
     return True
 
 
-def answer_lengths(eval_dir: Path) -> dict:
+def answer_lengths(eval_dir: Path, suites: list[str]) -> dict:
     """Per generation suite: the mean answer length in tokens and the share cut by the token budget.
     A preference-tuned model that takes on a teacher's answer form shows it here first."""
+    from ..evaluate.suites import expand
     from ..io import read_jsonl
 
     out = {}
-    for path in sorted(eval_dir.glob("*.jsonl")):
-        if path.name in ("generations.jsonl", "loglik_cache.jsonl"):
-            continue
-        rows = [r for r in read_jsonl(path) if "n_tokens" in r]
+    for name in expand(suites):
+        rows = [r for r in read_jsonl(eval_dir / f"{name}.jsonl") if "n_tokens" in r]
         if rows:
-            out[path.stem] = {"tokens": sum(r["n_tokens"] for r in rows) / len(rows),
+            out[name] = {"tokens": sum(r["n_tokens"] for r in rows) / len(rows),
                               "at_limit": sum(r["finish_reason"] == "length" for r in rows) / len(rows)}
     return out
 
