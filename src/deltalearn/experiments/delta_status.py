@@ -24,7 +24,7 @@ def study_status(cfg) -> dict:
     out = Path(cfg.out_dir)
     data = json.loads((out / "data.json").read_text()) if (out / "data.json").is_file() else None
     suites = expand(cfg.eval.suites)
-    rows = [{"name": "student", "run": "base", "pairs": None, "delta": None, "trained": "-",
+    rows = [{"name": "student", "pairs": None, "delta": None, "trained": "-",
              "evaluated": _suites_done(out / "eval" / "base", suites)}]
     for c in cfg.all_conditions():
         res = (data or {}).get("results", {}).get(c.name, {})
@@ -34,7 +34,7 @@ def study_status(cfg) -> dict:
         else:
             trained = "started" if (model / "record.json").is_file() else "no"
         audit = res.get("audit") or {}
-        rows.append({"name": c.name, "run": c.run_name, "pairs": res.get("pairs"), "delta": audit.get("mean_delta"),
+        rows.append({"name": c.name, "pairs": res.get("pairs"), "delta": audit.get("mean_delta"),
                      "trained": trained, "evaluated": _suites_done(out / "eval" / c.run_name, suites)})
     return {"out_dir": str(out), "data": data is not None, "suites": len(suites), "rows": rows,
             "report": (out / "report.md").is_file() and (out / "results.json").is_file()
