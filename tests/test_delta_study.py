@@ -170,6 +170,10 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     st = study_status(staged)
     assert st["report"] and next_commands(st, "r.yaml", None) == []
     assert st["rows"][1]["trained"] == "yes (weights not kept)" and st["rows"][2]["trained"] == "yes"
+    # the seconds survive the restore: a's come from the archived summaries of the first machine
+    a_eval = json.loads((tmp_path / "staged" / "eval" / "a" / "summary.json").read_text())["suites"]
+    assert st["rows"][1]["eval_s"] == pytest.approx(sum(v["seconds"] for v in a_eval.values()))
+    assert st["rows"][1]["train_s"] == json.loads((tmp_path / "staged" / "models" / "a" / "summary.json").read_text())["seconds"] > 0
     for n in ("a", "b"):
         assert two["results"][n]["metrics"] == one["results"][n]["metrics"]
     import yaml

@@ -336,11 +336,13 @@ def _print_status(cfg, recipe: str, overrides: list[str] | None) -> None:
 
     st = study_status(cfg)
     t = Table(title=f"{cfg.name}: {st['out_dir']}")
-    for c in ("model", "pairs", "judged delta", "trained", "suites evaluated"):
-        t.add_column(c, justify="left" if c in ("model", "trained") else "right")
+    t.add_column("model", no_wrap=True, min_width=max(len(r["name"]) for r in st["rows"]))
+    for c in ("pairs", "judged delta", "trained", "train s", "suites", "eval s"):
+        t.add_column(c, justify="left" if c == "trained" else "right", no_wrap=c == "trained")
+    secs = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
     for r in st["rows"]:
         t.add_row(r["name"], "-" if r["pairs"] is None else str(r["pairs"]), "-" if r["delta"] is None else f"{r['delta']:+.3f}",
-                  r["trained"], f"{r['evaluated']}/{st['suites']}")
+                  r["trained"], secs(r["train_s"]), f"{r['evaluated']}/{st['suites']}", secs(r["eval_s"]))
     out.print(t)
     if not st["data"]:
         out.print("(no data stage yet: no answers, pairs or audits)")

@@ -18,14 +18,27 @@ def _suites_done(eval_dir: Path, suites: list[str]) -> int:
     return sum(1 for s in suites if (rec.get(f"suite:{s}") or {}).get("state") == "done" and (eval_dir / f"{s}.jsonl").is_file())
 
 
+def _seconds(summary: Path, suites: list[str] | None = None) -> float | None:
+    """Wall seconds a finished stage recorded: a training's `seconds`, or the sum over the suites
+    evaluated (model loading excluded), so a session's notes can quote them after a restore."""
+    if not summary.is_file():
+        return None
+    d = json.loads(summary.read_text())
+    if suites is None:
+        return d.get("seconds")
+    secs = [(d.get("suites") or {}).get(s, {}).get("seconds") for s in suites]
+    return sum(x for x in secs if x is not None) or None
+
+
 def study_status(cfg) -> dict:
-    """One row per model (the student, then each condition): pairs, judged delta, training state,
-    suites evaluated; plus whether the data stage and the report are done."""
+    """One row per model (the student, then each condition): pairs, judged delta, training state and
+    seconds, suites evaluated and their seconds; plus whether the data stage and the report are done."""
     out = Path(cfg.out_dir)
     data = json.loads((out / "data.json").read_text()) if (out / "data.json").is_file() else None
     suites = expand(cfg.eval.suites)
-    rows = [{"name": "student", "pairs": None, "delta": None, "trained": "-",
-             "evaluated": _suites_done(out / "eval" / "base", suites)}]
+    rows = [{"name": "student", "pairs": None, "delta": None, "trained": "-", "train_s": None,
+             "evaluated": _suites_done(out / "eval" / "base", suites),
+             "eval_s": _seconds(out / "eval" / "base" / "summary.json", suites)}]
     for c in cfg.all_conditions():
         res = (data or {}).get("results", {}).get(c.name, {})
         model = out / "models" / c.run_name
@@ -35,7 +48,9 @@ def study_status(cfg) -> dict:
             trained = "started" if (model / "record.json").is_file() else "no"
         audit = res.get("audit") or {}
         rows.append({"name": c.name, "pairs": res.get("pairs"), "delta": audit.get("mean_delta"),
-                     "trained": trained, "evaluated": _suites_done(out / "eval" / c.run_name, suites)})
+                     "trained": trained, "train_s": _seconds(model / "summary.json"),
+                     "evaluated": _suites_done(out / "eval" / c.run_name, suites),
+                     "eval_s": _seconds(out / "eval" / c.run_name / "summary.json", suites)})
     return {"out_dir": str(out), "data": data is not None, "suites": len(suites), "rows": rows,
             "report": (out / "report.md").is_file() and (out / "results.json").is_file()
             and not json.loads((out / "results.json").read_text()).get("missing")}
