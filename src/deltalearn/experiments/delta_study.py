@@ -493,7 +493,7 @@ def answer_lengths(eval_dir: Path, suites: list[str]) -> dict:
         rows = [r for r in read_jsonl(eval_dir / f"{name}.jsonl") if "n_tokens" in r]
         if rows:
             out[name] = {"tokens": sum(r["n_tokens"] for r in rows) / len(rows),
-                              "at_limit": sum(r["finish_reason"] == "length" for r in rows) / len(rows)}
+                         "at_limit": sum(r["finish_reason"] == "length" for r in rows) / len(rows)}
     return out
 
 
