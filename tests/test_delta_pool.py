@@ -37,7 +37,8 @@ def _seed_dir(root, seed, models, delta=2.0, **override):
 def test_seeds_pool_item_by_item_and_reversed_pairs_compare(tmp_path):
     base = ([0, 0, 1, 1], [0, 1])
     a = _seed_dir(tmp_path / "s42", 42, {"base": base, "big_over_small": ([1, 1, 1, 1], [1, 1]), "small_over_big": ([0, 0, 0, 1], [0, 1])})
-    b = _seed_dir(tmp_path / "s43", 43, {"base": base, "big_over_small": ([1, 0, 1, 1], [0, 1]), "small_over_big": ([0, 0, 1, 1], [0, 0])})
+    b = _seed_dir(tmp_path / "s43", 43, {"base": base, "big_over_small": ([1, 0, 1, 1], [0, 1]), "small_over_big": ([0, 0, 1, 1], [0, 0])},
+                  delta=3.0)
     p = pool_delta([a, b], versus=[("big>small", "small>big")], n_boot=500)
     g = p["gain"]["big>small"]
     # seed 42: +1,+1,0,0 | +1,0 -> 3/6; seed 43: +1,0,0,0 | 0,0 -> 1/6; per item averaged then meaned -> 4/12
@@ -47,9 +48,10 @@ def test_seeds_pool_item_by_item_and_reversed_pairs_compare(tmp_path):
     (r,) = p["reversed"]
     assert (r["preferred"], r["reverse"]) == ("big>small", "small>big")
     assert r["mean"] == pytest.approx(1 / 3 + 1 / 6) and p["versus"][0]["mean"] == pytest.approx(r["mean"])
+    assert p["judged_delta"] == pytest.approx({"big>small": 2.5, "small>big": -2.5})  # each seed audits its own rows
     assert p["spearman_delta_gain"] is None  # two conditions: too few to rank
     md = pool_report(p, tmp_path / "pooled").read_text()
-    assert "| big>small | +2.000 | +0.333" in md and "Reversed pairs whose interval is above 0:" in md
+    assert "| big>small | +2.500 | +0.333" in md and "Reversed pairs whose interval is above 0:" in md
     assert (tmp_path / "pooled" / "gain_vs_delta.png").stat().st_size > 1000
 
 

@@ -96,6 +96,17 @@ def reversed_pairs(results: dict, ladder: list[str], train: dict | None = None) 
     return sorted(out)
 
 
+def _mean_delta(runs: list[dict], names: list[str]) -> dict:
+    """Each condition's judged delta averaged over the seeds: every seed's audit samples its own rows, so
+    one seed's figure alone carries that seed's sampling noise. Conditions some seed did not judge are left out."""
+    out = {}
+    for n in names:
+        ds = [(r["results"][n].get("audit") or {}).get("mean_delta") for r in runs]
+        if all(d is not None for d in ds):
+            out[n] = sum(ds) / len(ds)
+    return out
+
+
 def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus: list[tuple[str, str]] = (),
                seed: int = 0, n_boot: int = 10_000) -> dict:
     runs = _load(run_dirs)
@@ -118,13 +129,13 @@ def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus
 
     res0 = runs[0]["results"]
     gains = {n: diff(n, "base") for n in names}
-    pairs = reversed_pairs({n: res0[n] for n in names}, [t["name"] for t in runs[0]["config"]["ladder"]["tiers"]],
+    judged = _mean_delta(runs, names)
+    pairs = reversed_pairs({n: {**res0[n], "audit": {"mean_delta": judged.get(n)}} for n in names},
+                           [t["name"] for t in runs[0]["config"]["ladder"]["tiers"]],
                            {c["name"]: c.get("train") for c in runs[0]["config"].get("conditions") or []})
-    judged = [n for n in names if (res0[n].get("audit") or {}).get("mean_delta") is not None]
-    rho = spearman([res0[n]["audit"]["mean_delta"] for n in judged], [gains[n]["mean"] for n in judged]) if len(judged) >= 3 else None
+    rho = spearman([judged[n] for n in judged], [gains[n]["mean"] for n in judged]) if len(judged) >= 3 else None
     return {"runs": [str(r["dir"]) for r in runs], "seeds": [r["config"]["seed"] for r in runs], "metrics": metrics,
-            "missing": missing, "gain": gains,
-            "judged_delta": {n: res0[n]["audit"]["mean_delta"] for n in judged},
+            "missing": missing, "gain": gains, "judged_delta": judged,
             "reversed": [{"preferred": a, "reverse": b, **diff(a, b)} for a, b in pairs],
             "versus": [{"a": a, "b": b, **diff(a, b)} for a, b in versus],
             "spearman_delta_gain": rho, "name": runs[0]["name"]}
@@ -144,7 +155,7 @@ def pool_report(p: dict, out: Path) -> Path:
     lines = [f"# {p['name']}: {len(p['seeds'])} seed(s) pooled ({seeds})", "",
              f"Metric: {', '.join(p['metrics'])}, items pooled, signed so that positive is better. Each item's "
              "paired difference is averaged over the seeds, then bootstrapped over the items (95% interval).", "",
-             "| condition | judged delta | gain over the student | per seed | items |", "|---|---|---|---|---|"]
+             "| condition | judged delta (mean of seeds) | gain over the student | per seed | items |", "|---|---|---|---|---|"]
     for n, g in p["gain"].items():
         d = p["judged_delta"].get(n)
         lines.append(f"| {n} | {'-' if d is None else f'{d:+.3f}'} | {_ci(g)} | "
