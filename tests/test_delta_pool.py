@@ -91,5 +91,29 @@ def test_the_pool_command_prints_the_table_and_checks_versus(tmp_path):
     res = CliRunner().invoke(app, ["pool", str(a), "--out", str(tmp_path / "p"), "--versus", "big>small:small>big"])
     assert res.exit_code == 0, res.output
     assert "big>small" in res.output and (tmp_path / "p" / "pooled.json").is_file()
+    nll = _seed_dir(tmp_path / "nll", 42, {**models, "big_over_small": ([0, 1], [1])}, dpo={"lr": 5e-5, "nll_coef": 1.0})
+    res = CliRunner().invoke(app, ["pool", str(nll), "--baseline", str(a), "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    assert "dpo.nll_coef 0.0 -> 1.0" in res.output and "-0.333" in res.output
     res = CliRunner().invoke(app, ["pool", str(a), "--out", str(tmp_path / "p"), "--versus", "big>small"])
     assert res.exit_code != 0 and "expected A:B" in str(res.exception)
+
+
+def test_a_baseline_study_is_compared_condition_by_condition_with_seeds_paired(tmp_path):
+    base = ([0, 0, 1, 1], [0, 1])
+    plain = [_seed_dir(tmp_path / f"plain{s}", s, {"base": base, "big_over_small": m, "small_over_big": ([0, 0, 0, 0], [0, 0])})
+             for s, m in ((42, ([1, 0, 1, 1], [0, 1])), (43, ([0, 0, 1, 1], [0, 1])))]
+    nll = [_seed_dir(tmp_path / f"nll{s}", s, {"base": base, "big_over_small": m, "small_over_big": ([0, 0, 0, 0], [0, 0])},
+                     dpo={"lr": 5e-5, "nll_coef": 1.0})
+           for s, m in ((43, ([1, 1, 1, 1], [1, 1])), (42, ([1, 0, 1, 1], [1, 1])))]  # given in the other order
+    p = pool_delta(nll, baseline=plain[::-1], n_boot=500)
+    b = p["baseline"]
+    assert list(b["differs"]) == ["dpo.nll_coef"] and b["differs"]["dpo.nll_coef"][1] == 1.0
+    d = b["conditions"]["big>small"]
+    # seed 43 against seed 43: +1,+1,0,0 | +1,0 -> 3/6; seed 42 against 42: 0,0,0,0 | +1,0 -> 1/6
+    assert d["per_seed"] == pytest.approx([0.5, 1 / 6]) and d["mean"] == pytest.approx(1 / 3) and d["items"] == 6
+    assert b["conditions"]["small>big"]["mean"] == 0
+    md = pool_report(p, tmp_path / "pooled").read_text()
+    assert "settings that differ, baseline -> these runs: dpo.nll_coef" in md and "| big>small | +0.333" in md
+    with pytest.raises(DeltaError, match=r"--baseline: its seeds \[42\] must be the pooled runs' seeds \[42, 43\]"):
+        pool_delta(nll, baseline=plain[:1])

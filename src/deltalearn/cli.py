@@ -434,6 +434,7 @@ def pool(
     out_dir: Path = typer.Option(..., "--out", help="Where pooled.md, pooled.json and the plot go"),
     metric: Optional[list[str]] = typer.Option(None, "--metric", help="suite.metric to pool (repeatable; default: the study's gain metrics)"),
     versus: Optional[list[str]] = typer.Option(None, "--versus", help="A:B, condition A minus condition B, paired (repeatable)"),
+    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Run directories of the same study at another setting (e.g. another loss), one per seed with the same seeds: each condition minus the same condition there (repeatable)"),
 ) -> None:
     """Pool a delta study's seeds: each condition's gain over the student item by item, reversed pairs, rank correlation with the judged delta."""
     from .experiments.delta_pool import pool_delta, pool_report
@@ -444,7 +445,7 @@ def pool(
         if not sep or not a or not b:
             raise DeltaError(f"--versus {v!r}: expected A:B (two condition names)")
         pairs.append((a, b))
-    p = pool_delta(run_dirs, metrics=metric or None, versus=pairs)
+    p = pool_delta(run_dirs, metrics=metric or None, versus=pairs, baseline=baseline or [])
     t = Table(title=f"{p['name']}: gain over the student, seeds {', '.join(map(str, p['seeds']))} pooled ({', '.join(p['metrics'])})")
     for c in ("condition", "judged delta", "gain (95% CI)", "per seed"):
         t.add_column(c, justify="left" if c == "condition" else "right")
@@ -453,6 +454,15 @@ def pool(
         t.add_row(n, "-" if d is None else f"{d:+.3f}", f"{g['mean']:+.3f} ({g['ci95'][0]:+.3f}..{g['ci95'][1]:+.3f})",
                   ", ".join(f"{x:+.3f}" for x in g["per_seed"]))
     out.print(t)
+    if p["baseline"]:
+        b = p["baseline"]
+        what = "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in b["differs"].items()) or "no setting differs"
+        t = Table(title=f"minus the same condition of the baseline ({what})")
+        for c in ("condition", "difference (95% CI)", "per seed"):
+            t.add_column(c, justify="left" if c == "condition" else "right")
+        for n, d in b["conditions"].items():
+            t.add_row(n, f"{d['mean']:+.3f} ({d['ci95'][0]:+.3f}..{d['ci95'][1]:+.3f})", ", ".join(f"{x:+.3f}" for x in d["per_seed"]))
+        out.print(t)
     out.print(f"wrote {pool_report(p, out_dir)}")
 
 

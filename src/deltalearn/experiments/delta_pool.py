@@ -1,6 +1,8 @@
 """A delta study's seeds pooled: each condition's paired difference to the student, item by item,
 averaged over the seeds and bootstrapped over the items; chosen comparisons between conditions (the
-reversed pairs of a grid among them); the rank correlation of judged delta with gain. Reads only the
+reversed pairs of a grid among them); the rank correlation of judged delta with gain; and, against a
+baseline (the same study at another setting, e.g. another loss), each condition's paired difference to
+the same condition there. Reads only the
 run directories' results.json and per-item evaluation files; nothing is recomputed."""
 
 from __future__ import annotations
@@ -61,6 +63,41 @@ def _better(run: dict) -> dict[str, str]:
     return {f"{s}.{m}": v.get("better", "higher") for s, info in base.items() for m, v in info["metrics"].items()}
 
 
+def _items(run: dict, names: list[str], metrics: list[str]) -> dict[str, dict[str, float]]:
+    better, run_names = _better(run), _run_names(run)
+    one = {"base": _signed_items(run["dir"] / "eval" / "base", metrics, better)}
+    one.update({n: _signed_items(run["dir"] / "eval" / run_names[n], metrics, better) for n in names})
+    return one
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _against(runs: list[dict], items: list[dict], metrics: list[str], baseline_dirs: list[Path],
+             seed: int, n_boot: int) -> dict:
+    """Each condition minus the same condition of the baseline study, item by item, the seeds paired by
+    their seed value; the settings that differ are listed so that the comparison says what it compares."""
+    base_runs = _load(baseline_dirs)
+    seeds = [r["config"]["seed"] for r in runs]
+    by_seed = {r["config"]["seed"]: r for r in base_runs}
+    if sorted(by_seed) != sorted(seeds) or len(by_seed) != len(base_runs):
+        raise DeltaError(f"--baseline: its seeds {sorted(r['config']['seed'] for r in base_runs)} must be the pooled "
+                         f"runs' seeds {sorted(seeds)}, one run each")
+    mine, theirs = (_flat({k: v for k, v in r["config"].items() if k not in SEED_KEYS}) for r in (runs[0], base_runs[0]))
+    differs = {k: [theirs.get(k), mine.get(k)] for k in sorted(mine.keys() | theirs.keys()) if mine.get(k) != theirs.get(k)}
+    names = [n for n in items[0] if n != "base" and all(n in b["results"] for b in base_runs)]
+    if not names:
+        raise DeltaError(f"--baseline {baseline_dirs[0]}: no condition in common with {runs[0]['dir']}")
+    other = [_items(by_seed[s], names, metrics) for s in seeds]
+    conds = {n: _pooled([{k: a[n][k] - b[n][k] for k in a[n].keys() & b[n].keys()} for a, b in zip(items, other)], seed, n_boot)
+             for n in names}
+    return {"runs": [str(by_seed[s]["dir"]) for s in seeds], "differs": differs, "conditions": conds}
+
+
 def _pooled(per_seed: list[dict[str, float]], seed: int, n_boot: int) -> dict:
     """Item-level differences of several seeds: averaged per item over the seeds (items every seed has),
     bootstrapped over items; each seed's own mean beside it."""
@@ -108,7 +145,7 @@ def _mean_delta(runs: list[dict], names: list[str]) -> dict:
 
 
 def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus: list[tuple[str, str]] = (),
-               seed: int = 0, n_boot: int = 10_000) -> dict:
+               baseline: list[Path] = (), seed: int = 0, n_boot: int = 10_000) -> dict:
     runs = _load(run_dirs)
     metrics = metrics or runs[0]["config"]["eval"]["gain"]
     names = [n for n in runs[0]["results"] if all(n in r["results"] for r in runs)]
@@ -117,12 +154,7 @@ def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus
         for n in (a, b):
             if n not in names:
                 raise DeltaError(f"--versus {a}:{b}: {n!r} is not a condition every seed has ({', '.join(names)})")
-    items = []  # per seed: {"base": {...}, condition: {...}}
-    for r in runs:
-        better, run_names = _better(r), _run_names(r)
-        one = {"base": _signed_items(r["dir"] / "eval" / "base", metrics, better)}
-        one.update({n: _signed_items(r["dir"] / "eval" / run_names[n], metrics, better) for n in names})
-        items.append(one)
+    items = [_items(r, names, metrics) for r in runs]  # per seed: {"base": {...}, condition: {...}}
 
     def diff(a: str, b: str) -> dict:
         return _pooled([{k: s[a][k] - s[b][k] for k in s[a].keys() & s[b].keys()} for s in items], seed, n_boot)
@@ -138,7 +170,8 @@ def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus
             "missing": missing, "gain": gains, "judged_delta": judged,
             "reversed": [{"preferred": a, "reverse": b, **diff(a, b)} for a, b in pairs],
             "versus": [{"a": a, "b": b, **diff(a, b)} for a, b in versus],
-            "spearman_delta_gain": rho, "name": runs[0]["name"]}
+            "spearman_delta_gain": rho, "name": runs[0]["name"],
+            "baseline": _against(runs, items, metrics, list(baseline), seed, n_boot) if baseline else None}
 
 
 def _ci(d: dict) -> str:
@@ -169,6 +202,14 @@ def pool_report(p: dict, out: Path) -> Path:
     if p["versus"]:
         lines += ["", "| a minus b | difference | per seed |", "|---|---|---|"]
         lines += [f"| {v['a']} minus {v['b']} | {_ci(v)} | {', '.join(f'{x:+.3f}' for x in v['per_seed'])} |" for v in p["versus"]]
+    if p.get("baseline"):
+        b = p["baseline"]
+        what = "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in b["differs"].items()) or "none"
+        lines += ["", f"Against the baseline {', '.join(b['runs'])} (settings that differ, baseline -> these runs: {what}): "
+                  "each condition minus the same condition there, paired by item and seed.", "",
+                  "| condition | difference | per seed | items |", "|---|---|---|---|"]
+        lines += [f"| {n} | {_ci(d)} | {', '.join(f'{x:+.3f}' for x in d['per_seed'])} | {d['items']} |"
+                  for n, d in b["conditions"].items()]
     if p["spearman_delta_gain"] is not None:
         lines += ["", f"Spearman rank correlation of judged delta with pooled gain over {len(p['judged_delta'])} "
                   f"conditions: {p['spearman_delta_gain']:+.3f}."]
