@@ -2,8 +2,8 @@
 averaged over the seeds and bootstrapped over the items; chosen comparisons between conditions (the
 reversed pairs of a grid among them); the rank correlation of judged delta with gain; and, against a
 baseline (the same study at another setting, e.g. another loss), each condition's paired difference to
-the same condition there. Reads only the
-run directories' results.json and per-item evaluation files; nothing is recomputed."""
+the same condition there. Reads only the run directories' results.json and per-item evaluation files;
+nothing is recomputed."""
 
 from __future__ import annotations
 
