@@ -437,7 +437,7 @@ def pool(
     baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Run directories of the same study at another setting (e.g. another loss), one per seed with the same seeds: each condition minus the same condition there (repeatable)"),
 ) -> None:
     """Pool a delta study's seeds: each condition's gain over the student item by item, reversed pairs, rank correlation with the judged delta."""
-    from .experiments.delta_pool import pool_delta, pool_report
+    from .experiments.delta_pool import describe_differs, pool_delta, pool_report
 
     pairs = []
     for v in versus or []:
@@ -456,8 +456,7 @@ def pool(
     out.print(t)
     if p["baseline"]:
         b = p["baseline"]
-        what = "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in b["differs"].items()) or "no setting differs"
-        t = Table(title=f"minus the same condition of the baseline ({what})")
+        t = Table(title=f"minus the same condition of the baseline ({describe_differs(b['differs'])})")
         for c in ("condition", "difference (95% CI)", "per seed"):
             t.add_column(c, justify="left" if c == "condition" else "right")
         for n, d in b["conditions"].items():

@@ -93,9 +93,17 @@ def _against(runs: list[dict], items: list[dict], metrics: list[str], baseline_d
     if not names:
         raise DeltaError(f"--baseline {baseline_dirs[0]}: no condition in common with {runs[0]['dir']}")
     other = [_items(by_seed[s], names, metrics) for s in seeds]
-    conds = {n: _pooled([{k: a[n][k] - b[n][k] for k in a[n].keys() & b[n].keys()} for a, b in zip(items, other)], seed, n_boot)
-             for n in names}
+    conds = {n: _paired([a[n] for a in items], [b[n] for b in other], seed, n_boot) for n in names}
     return {"runs": [str(by_seed[s]["dir"]) for s in seeds], "differs": differs, "conditions": conds}
+
+
+def _paired(xs: list[dict[str, float]], ys: list[dict[str, float]], seed: int, n_boot: int) -> dict:
+    """x minus y per seed on the items both have, then pooled over the seeds."""
+    return _pooled([{k: x[k] - y[k] for k in x.keys() & y.keys()} for x, y in zip(xs, ys)], seed, n_boot)
+
+
+def describe_differs(differs: dict) -> str:
+    return "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in differs.items()) or "no setting differs"
 
 
 def _pooled(per_seed: list[dict[str, float]], seed: int, n_boot: int) -> dict:
@@ -157,7 +165,7 @@ def pool_delta(run_dirs: list[Path], *, metrics: list[str] | None = None, versus
     items = [_items(r, names, metrics) for r in runs]  # per seed: {"base": {...}, condition: {...}}
 
     def diff(a: str, b: str) -> dict:
-        return _pooled([{k: s[a][k] - s[b][k] for k in s[a].keys() & s[b].keys()} for s in items], seed, n_boot)
+        return _paired([s[a] for s in items], [s[b] for s in items], seed, n_boot)
 
     res0 = runs[0]["results"]
     gains = {n: diff(n, "base") for n in names}
@@ -204,8 +212,8 @@ def pool_report(p: dict, out: Path) -> Path:
         lines += [f"| {v['a']} minus {v['b']} | {_ci(v)} | {', '.join(f'{x:+.3f}' for x in v['per_seed'])} |" for v in p["versus"]]
     if p.get("baseline"):
         b = p["baseline"]
-        what = "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in b["differs"].items()) or "none"
-        lines += ["", f"Against the baseline {', '.join(b['runs'])} (settings that differ, baseline -> these runs: {what}): "
+        lines += ["", f"Against the baseline {', '.join(b['runs'])} (settings that differ, baseline -> these runs: "
+                  f"{describe_differs(b['differs'])}): "
                   "each condition minus the same condition there, paired by item and seed.", "",
                   "| condition | difference | per seed | items |", "|---|---|---|---|"]
         lines += [f"| {n} | {_ci(d)} | {', '.join(f'{x:+.3f}' for x in d['per_seed'])} | {d['items']} |"
