@@ -96,3 +96,25 @@ def test_eval_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
         lines = [l for l in proc.stderr.splitlines() if l.startswith("deltalearn:")]
         assert len(lines) == 1 and re.match(expected, lines[0]), proc.stderr[-800:]
         assert "Traceback" not in proc.stderr
+
+
+def test_main_destroys_a_live_process_group_whatever_the_exit(tmp_path, monkeypatch):
+    """A gloo group left alive at interpreter exit can abort a finished run (SIGABRT in finalisation)."""
+    import os
+
+    import pytest
+    import torch.distributed as dist
+
+    from deltalearn import cli
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(29000 + os.getpid() % 1000))
+    monkeypatch.setattr(sys, "argv", ["deltalearn", "pairs", str(tmp_path / "none.yaml")])
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main()
+        assert exit_.value.code == 2 and not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

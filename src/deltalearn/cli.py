@@ -599,8 +599,27 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _close_process_group() -> None:
+    """Destroy a live process group before the interpreter tears down: gloo's worker threads can still
+    hold tensors, and freeing them during finalisation aborts the process (SIGABRT, "terminate called
+    without an active exception") after the work itself finished."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main() -> None:
     _quiet_libraries()
+    try:
+        _run_app()
+    finally:
+        _close_process_group()
+
+
+def _run_app() -> None:
     try:
         app()
     except DeltaError as e:
