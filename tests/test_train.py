@@ -2,6 +2,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -309,6 +310,31 @@ def test_lora_trains_only_the_adapter(tmp_path, tiny_model_dir, pairs_file):
     adapter = load_file(str(final / "adapter_model.safetensors"))
     assert adapter and all("lora_" in k for k in adapter)
     assert summary["last"]["rewards/accuracy"] == 1.0
+
+
+def test_a_lora_run_is_reused_and_loads_as_its_merged_model(tmp_path, tiny_model_dir, pairs_file):
+    """The adapter directory is a model like any other: a rerun reuses it, evaluation loads base + B@A."""
+    from safetensors.torch import load_file
+
+    from deltalearn.models import TierSpec, load_model
+    from deltalearn.models.loading import materialise, tier_fingerprint
+
+    c = cfg(tmp_path, tiny_model_dir, pairs_file, lora={"r": 4, "alpha": 8}, lr=0.05, epochs=2)
+    first = train(c)
+    assert train(c) == first  # recorded as done with its adapter: not trained again
+    final = tmp_path / "run" / "final"
+    trained, base = load_model(TierSpec(name="trained", model=str(final))), load_model(TierSpec(name="b", model=str(tiny_model_dir)))
+    adapter = load_file(str(final / "adapter_model.safetensors"))
+    a_key = next(k for k in adapter if k.endswith("layers.0.self_attn.q_proj.lora_A.weight"))
+    delta = adapter[a_key.replace("lora_A", "lora_B")] @ adapter[a_key] * (8 / 4)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    merged, start = trained.model.state_dict()[name], base.model.state_dict()[name]
+    assert delta.abs().max() > 1e-4 and torch.allclose(merged, start + delta, atol=1e-5)
+    assert not any("lora_" in k for k in trained.model.state_dict())
+    assert trained.fingerprint == tier_fingerprint(TierSpec(name="again", model=str(final))) != base.fingerprint
+    merged_dir = Path(materialise(TierSpec(name="trained", model=str(final))))  # what vLLM would load
+    assert (merged_dir / "config.json").is_file()
+    assert torch.equal(load_file(str(merged_dir / "model.safetensors"))[name], merged)
 
 
 @pytest.mark.parametrize("method", ["dpo", "ipo", "simpo", "sft"])

@@ -172,6 +172,14 @@ def fingerprint(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+ADAPTER_CONFIG = "adapter_config.json"  # peft's file: a LoRA adapter and the base it was trained on
+
+
+def has_weights(path: str | os.PathLike) -> bool:
+    """A saved model directory: full weights (config.json) or a LoRA adapter over a recorded base."""
+    return (Path(path) / "config.json").is_file() or (Path(path) / ADAPTER_CONFIG).is_file()
+
+
 def cache_dir() -> Path:
     """Where converted models, reference log-probs, the matmul peak and content hashes are kept."""
     root = os.environ.get("DELTALEARN_CACHE") or Path.home() / ".cache" / "deltalearn"

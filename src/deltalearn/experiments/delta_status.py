@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 from .. import record
+from ..io import has_weights
 from ..evaluate.suites import expand
 
 
@@ -43,7 +44,7 @@ def study_status(cfg) -> dict:
         res = (data or {}).get("results", {}).get(c.name, {})
         model = out / "models" / c.run_name
         if (model / "summary.json").is_file():
-            trained = "yes" if (model / "final" / "config.json").is_file() else "yes (weights not kept)"
+            trained = "yes" if has_weights(model / "final") else "yes (weights not kept)"
         else:
             trained = "started" if (model / "record.json").is_file() else "no"
         audit = res.get("audit") or {}

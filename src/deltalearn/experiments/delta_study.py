@@ -22,7 +22,7 @@ from ..generate.base import GenerationSettings
 from ..generate.prompts import PromptsConfig
 from ..generate.run import GenerateConfig
 from .. import faults, record
-from ..io import write_json_atomic
+from ..io import has_weights, write_json_atomic
 from ..metrics.stats import paired_gain
 from ..models.ladder import Ladder, default_ladder
 from ..models.spec import EMBEDDED, TierSpec
@@ -393,7 +393,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
 
     if stage in ("all", "train"):
         for c in conditions:
-            if not (out / "models" / c.run_name / "final" / "config.json").is_file() and _kept_evaluation(cfg, c, out, results):
+            if not has_weights(out / "models" / c.run_name / "final") and _kept_evaluation(cfg, c, out, results):
                 continue  # restored from an archive: trained and evaluated, only the weights were not kept
             train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / c.run_name, cfg.seed, console,
                         cfg.on_change)
@@ -405,7 +405,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
             final = out / "models" / c.run_name / "final"
             if not (final.parent / "summary.json").is_file():
                 raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
-            if not (final / "config.json").is_file():
+            if not has_weights(final):
                 if not _kept_evaluation(cfg, c, out, results):
                     raise DeltaError(f"condition {c.name!r}: its weights ({final}) are gone and no evaluation of them matches "
                                      f"this recipe; train it again (--stage train --condition '{c.name}')")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeltaError
-from ..io import atomic_dir, cache_dir, file_fingerprint, fingerprint
+from ..io import ADAPTER_CONFIG, atomic_dir, cache_dir, file_fingerprint, fingerprint
 from .degrade import apply_degradation
 from .embedded import embedded_gguf
 from .spec import EMBEDDED, TierSpec
@@ -55,8 +55,17 @@ def dir_fingerprint(path: Path) -> str:
     return fingerprint(parts)
 
 
+def adapter_base(path: Path) -> Path:
+    """The base model directory a LoRA adapter was trained on (peft records it in adapter_config.json)."""
+    base = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
+    if not (Path(base) / "config.json").is_file():
+        raise DeltaError(f"{path}: LoRA adapter over {base!r}, which is not a model directory on this machine; "
+                         "evaluate it where it was trained, or merge it there")
+    return Path(base)
+
+
 def resolve_source(spec: TierSpec) -> tuple[str, str | None, str]:
-    """Return (kind, gguf path or None, location) with kind in {gguf, dir, hub}."""
+    """Return (kind, gguf path or None, location) with kind in {gguf, dir, adapter, hub}."""
     if spec.model == EMBEDDED or spec.model == "embedded":
         return "gguf", str(embedded_gguf()), EMBEDDED
     if spec.model.startswith("models:"):  # an opt-in model set (models/modelsets.py)
@@ -75,6 +84,8 @@ def resolve_source(spec: TierSpec) -> tuple[str, str | None, str]:
             raise DeltaError(f"model {spec.name!r}: GGUF file not found: {path}")
         return "gguf", str(path), str(path)
     if path.is_dir():
+        if (path / ADAPTER_CONFIG).is_file():
+            return "adapter", None, str(path)
         if not (path / "config.json").is_file():
             raise DeltaError(f"model {spec.name!r}: {path} is a directory without config.json (not an HF model)")
         return "dir", None, str(path)
@@ -139,6 +150,8 @@ def tier_fingerprint(spec: TierSpec) -> str:
         source = ["gguf", file_fingerprint(Path(gguf))]
     elif kind == "dir":
         source = ["dir", dir_fingerprint(Path(location))]
+    elif kind == "adapter":
+        source = ["adapter", dir_fingerprint(Path(location)), dir_fingerprint(adapter_base(Path(location)))]
     else:
         source = ["hub", location, spec.revision]
     return fingerprint([source, spec.identity()["degrade"]])
@@ -155,15 +168,22 @@ def load_model(spec: TierSpec, *, dtype: str = "float32", device: str = "cpu") -
         model_path, kwargs = str(convert_gguf(gguf)), {}
     elif kind == "dir":
         model_path, kwargs = location, {}
+    elif kind == "adapter":  # the base's weights, the adapter's tokenizer (training saves both)
+        model_path, kwargs = str(adapter_base(Path(location))), {}
     else:
         model_path, kwargs = location, {"revision": spec.revision}
     from safetensors import SafetensorError
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, **kwargs, **common, **_hub_flags(kind))
+        tokenizer = AutoTokenizer.from_pretrained(location if kind == "adapter" else model_path, **kwargs, **common,
+                                                  **_hub_flags(kind))
         model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=torch_dtype, **kwargs, **common, **_hub_flags(kind)
         )
+        if kind == "adapter":  # merged: generation and scoring then run at the base model's speed
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, location).merge_and_unload()
     except SafetensorError as e:  # a truncated or corrupted weights file
         raise DeltaError(f"model {spec.name!r}: damaged weights in {model_path} ({str(e).splitlines()[0][:120]}); "
                          "re-create or re-download it") from None
@@ -191,9 +211,10 @@ def _hub_flags(kind: str) -> dict:
 
 
 def materialise(spec: TierSpec) -> str:
-    """A directory (or hub id) an external engine such as vLLM can load: derived tiers are saved once."""
+    """A directory (or hub id) an external engine such as vLLM can load: derived tiers and LoRA
+    adapters (merged into their base) are saved once."""
     kind, gguf, location = resolve_source(spec)
-    if spec.degrade is None:
+    if spec.degrade is None and kind != "adapter":
         return str(convert_gguf(gguf)) if kind == "gguf" else location
     target = cache_dir() / "models" / f"derived-{spec.name}-{tier_fingerprint(spec)}"
     if not (target / "config.json").is_file():

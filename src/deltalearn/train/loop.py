@@ -21,8 +21,8 @@ import yaml
 
 from .. import __version__, faults, record
 from ..errors import DeltaError
-from ..io import (append_jsonl, atomic_dir, cache_dir, file_fingerprint, fingerprint, read_jsonl, remove_stale_temps,
-                  write_json_atomic, write_jsonl_atomic, write_text_atomic)
+from ..io import (append_jsonl, atomic_dir, cache_dir, file_fingerprint, fingerprint, has_weights, read_jsonl,
+                  remove_stale_temps, write_json_atomic, write_jsonl_atomic, write_text_atomic)
 from ..models.loading import dir_fingerprint, load_model, tier_fingerprint
 from ..pairs.dataset import load_pairs
 from . import losses as L
@@ -121,7 +121,7 @@ def claim(cfg: TrainConfig, main: bool, engine=None) -> str:
     if main or cfg.on_change == "refuse":
         state = record.check(out, "train", inputs, cfg.on_change if main else "refuse", clear=lambda: _clear(out),
                              legacy=_legacy(out), what="a training run", defaults=_defaults())
-        if main and state == "done" and not (out / "final" / "config.json").is_file():
+        if main and state == "done" and not has_weights(out / "final"):
             _clear(out)  # recorded as done, but its weights were deleted: train again
             state = "new"
         if main and state != "done":
