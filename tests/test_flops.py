@@ -74,3 +74,21 @@ def test_a_training_step_costs_three_forwards_as_the_count_assumes(tiny_model_di
     assert trained["matmul"] == pytest.approx(3.0 * forward["matmul"], rel=1e-12)
     assert trained["attention"] == pytest.approx(3.5 * forward["attention"], rel=1e-12)
     assert train_flops(model_shape(model), rows, response) == 3.0 * forward_flops(model_shape(model), rows, response)
+
+
+def test_a_frozen_base_costs_two_forwards(tiny_model_dir):
+    """LoRA: the base's weights get no gradients, so backward is the activations' half only."""
+    model, mb, rows, response, wrapper = _setup(tiny_model_dir)
+    with torch.no_grad():
+        forward = _counted(lambda: wrapper(mb.input_ids, mb.attention_mask, mb.loss_mask))
+    model.requires_grad_(False)
+    model.enable_input_require_grads()  # what peft does: gradients still flow back through every layer
+
+    def step():
+        logp, _ = wrapper(mb.input_ids, mb.attention_mask, mb.loss_mask)
+        logp.sum().backward()
+
+    trained = _counted(step)
+    assert trained["matmul"] == pytest.approx(2.0 * forward["matmul"], rel=1e-12)
+    shape = model_shape(model)
+    assert train_flops(shape, rows, response, frozen_base=True) == 2.0 * forward_flops(shape, rows, response)

@@ -2,7 +2,8 @@
 throughput) and the exact commands that run it stage by stage on a GPU cluster. Nothing is loaded.
 
 FLOPs follow the usual dense-transformer estimate (Kaplan et al.): a forward pass costs 2 x parameters
-per token, training 6 x (forward + backward); the frozen reference adds one forward per token. The
+per token, training 6 x (forward + backward; 4 x under LoRA, whose frozen base needs no weight
+gradients); the frozen reference adds one forward per token. The
 throughput is an assumption stated in the recipe (`plan:`), not a measurement.
 """
 
@@ -89,8 +90,8 @@ def plan_study(cfg, recipe_path: str, overrides: list[str] | None = None) -> dic
         stage = cfg.stage_for(c)
         seqs = 1 if c.method == "sft" else 2  # chosen and rejected
         tokens = n_prompts * per_answer * seqs * stage.epochs
-        # policy forward+backward; a reference forward for the methods that use one
-        mult = 6.0 + (2.0 if METHODS[c.method].reference else 0.0)
+        # policy forward+backward (no weight gradients under LoRA); a reference forward where the method has one
+        mult = (4.0 if stage.options.get("lora") else 6.0) + (2.0 if METHODS[c.method].reference else 0.0)
         flops = mult * student * tokens if student else None
         rows.append({"stage": "train", "what": c.name, "params": student, "pairs": n_prompts, "tokens": tokens, "flops": flops,
                      "gpu_hours": flops / (flops_per_gpu_hour * p.train_mfu) if flops else None})

@@ -34,8 +34,10 @@ def forward_flops(shape: dict, row_lengths: list[int], response_tokens: int) -> 
     return dense + attention + head
 
 
-def train_flops(shape: dict, row_lengths: list[int], response_tokens: int) -> float:
-    return 3.0 * forward_flops(shape, row_lengths, response_tokens)  # backward costs twice the forward
+def train_flops(shape: dict, row_lengths: list[int], response_tokens: int, frozen_base: bool = False) -> float:
+    """Backward costs twice the forward: gradients of the activations and of the weights. A frozen base
+    (LoRA) skips the weights' half; the adapter's own FLOPs are left out (rank r << hidden)."""
+    return (2.0 if frozen_base else 3.0) * forward_flops(shape, row_lengths, response_tokens)
 
 
 def matmul_peak(cache_file, dtype=torch.float32, n: int = 2048, seconds: float = 0.4, trials: int = 5) -> float:

@@ -437,7 +437,8 @@ def train_step(run: Run) -> dict:
             sums += torch.tensor([
                 loss_pairs.sum().item(), rc.sum().item(), rr.sum().item(), (rc > rr).float().sum().item(),
                 (pol_c / c_len > pol_r / r_len).float().sum().item(), k, mb.n_tokens], dtype=torch.float64)
-            flops += train_flops(run.prepared.shape, mb.attention_mask.sum(1).tolist(), int(mb.loss_mask.sum()))
+            flops += train_flops(run.prepared.shape, mb.attention_mask.sum(1).tolist(), int(mb.loss_mask.sum()),
+                                 frozen_base=run.cfg.lora is not None)
     if world > 1:
         sums = engine.reduce_sum(sums)
         flops = float(engine.reduce_sum(torch.tensor([flops], dtype=torch.float64)).item())
