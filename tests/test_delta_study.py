@@ -130,6 +130,11 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
         run_delta(staged, stage="eval")
     with pytest.raises(DeltaError, match="unknown condition 'c'"):
         run_delta(staged, stage="train", condition="c")
+    with pytest.raises(DeltaError, match="unknown condition 'base'"):
+        run_delta(staged, stage="train", condition="base")
+    assert run_delta(staged, stage="eval", condition="base") is None  # the student alone, before any training
+    assert (tmp_path / "staged" / "eval" / "base" / "mc_lite.jsonl").is_file()
+    assert not (tmp_path / "staged" / "eval" / "a").exists()
     run_delta(staged, stage="train", condition="a")
     assert not (tmp_path / "staged" / "models" / "b").exists()
     with pytest.raises(DeltaError, match="nothing evaluated yet"):

@@ -305,7 +305,7 @@ def run(
     recipe: Path = typer.Argument(..., help="A study recipe (kind: bold | delta | logreg)"),
     set_: Optional[list[str]] = SetOpt,
     stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report, or status (what the run directory holds and the commands left; runs nothing)"),
-    condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train or eval stage: only this condition (eval also scores the student)"),
+    condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train or eval stage: only this condition (eval also scores the student; 'base': the student alone)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""

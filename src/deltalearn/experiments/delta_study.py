@@ -377,9 +377,13 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     if condition is not None:
         if stage not in ("train", "eval"):
             raise DeltaError("--condition selects what one train or eval stage covers; the other stages take every condition")
-        if condition not in [c.name for c in conditions]:
-            raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)})")
-        conditions = [c for c in conditions if c.name == condition]
+        if condition == "base" and stage == "eval":
+            conditions = []  # the student alone: its evaluation can run before any training
+        elif condition not in [c.name for c in conditions]:
+            also = ", and 'base' (the student) for --stage eval" if stage == "eval" else ""
+            raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)}{also})")
+        else:
+            conditions = [c for c in conditions if c.name == condition]
     claim_study(cfg, cfg.BOOKKEEPING)
     write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
     t0 = time.perf_counter()
