@@ -83,7 +83,8 @@ def test_bookkeeping_changes_reuse_everything(finished):
     spec, run = finished
     before = _weights(run)
     s = run_delta(DeltaStudy.model_validate({**spec, "name": "renamed", "generate": {"batch_size": 2, "settings": {"max_new_tokens": 8}},
-                                             "dpo": {**spec["dpo"], "micro_batch_size": 2}}))
+                                             "dpo": {**spec["dpo"], "micro_batch_size": 1,
+                                                     "options": {"save_every": 1, "keep_checkpoints": 1}}}))
     assert _weights(run) == before and all(g["generated"] == 0 for g in s["generation"])
 
 

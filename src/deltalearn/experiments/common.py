@@ -63,11 +63,16 @@ class Stage(BaseModel):
             "on_change": on_change})
 
 def study_inputs(cfg, bookkeeping: set[str]) -> dict:
-    """A study's settings minus its bookkeeping keys (dotted paths: `eval.suites`), as flat keys."""
+    """A study's settings minus its bookkeeping keys (dotted paths: `eval.suites`), as flat keys. A
+    training stage's own bookkeeping (`dpo.options.save_every`, `dpo.micro_batch_size`) is left out
+    too: it changes how a run is carried out, not what it computes, as for a train recipe."""
     from .. import record
+    from ..train.config import BOOKKEEPING
 
+    stages = {name for name in type(cfg).model_fields if isinstance(getattr(cfg, name), Stage)}
+    skip = set(bookkeeping) | {f"{s}.{k}" for s in stages for k in BOOKKEEPING} | {f"{s}.options.{k}" for s in stages for k in BOOKKEEPING}
     flat = record.flatten(cfg.model_dump(mode="json"))
-    return {k: v for k, v in flat.items() if not any(k == b or k.startswith(b + ".") for b in bookkeeping)}
+    return {k: v for k, v in flat.items() if not any(k == b or k.startswith(b + ".") for b in skip)}
 
 
 def claim_study(cfg, bookkeeping: set[str]) -> None:

@@ -10,6 +10,12 @@ from ..models.spec import EMBEDDED, TierSpec
 from .methods import MethodName
 
 
+# Settings that change how a run is carried out or logged, never its result: left out of the inputs a
+# finished run is reused by (train/loop.py) and of a study's (a stage's `options`).
+BOOKKEEPING = frozenset({"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile",
+                         "lean_mlp", "micro_batch_size", "on_change", "data", "model"})
+
+
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     r: int = Field(default=16, gt=0)

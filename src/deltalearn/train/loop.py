@@ -28,7 +28,7 @@ from ..pairs.dataset import load_pairs
 from . import losses as L
 from .batching import apply_length_policy, collate, global_batches, micro_batches, tokenize_dataset
 from .checkpoint import latest_checkpoint
-from .config import TrainConfig
+from .config import BOOKKEEPING, TrainConfig
 from .flops import PeakProbe, model_shape, train_flops
 from .lean_mlp import use_lean_mlp
 from ..scoring.logprobs import ResponseLogps
@@ -66,8 +66,7 @@ def _data_fingerprint(path: Path, split: str | None = None) -> str:
 # reuse or a resume. torch_compile, lean_mlp and micro_batch_size only change how fast the same step
 # runs (a step's gradient is the same sum over its global batch however it is cut, floating-point
 # order aside). `data` and `model` are paths: the record holds their contents' fingerprints instead.
-_BOOKKEEPING = {"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile", "lean_mlp",
-                "micro_batch_size", "on_change", "data", "model"}
+_BOOKKEEPING = BOOKKEEPING
 
 
 def run_inputs(cfg: TrainConfig) -> dict:
