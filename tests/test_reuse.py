@@ -86,6 +86,12 @@ def test_bookkeeping_changes_reuse_everything(finished):
                                              "dpo": {**spec["dpo"], "micro_batch_size": 1,
                                                      "options": {"save_every": 1, "keep_checkpoints": 1}}}))
     assert _weights(run) == before and all(g["generated"] == 0 for g in s["generation"])
+    # a record from before these keys were bookkeeping holds them: still no difference
+    rec = json.loads((run / "record.json").read_text())
+    rec["study"]["inputs"].update({"dpo.micro_batch_size": 2, "dpo.options.save_every": 3})
+    (run / "record.json").write_text(json.dumps(rec))
+    run_delta(DeltaStudy.model_validate(spec))
+    assert _weights(run) == before
 
 
 def test_rerun_redoes_only_what_the_change_touches(finished):

@@ -38,14 +38,16 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def differences(old: dict, new: dict, defaults: dict | None = None) -> list[tuple[str, Any, Any]]:
+def differences(old: dict, new: dict, defaults: dict | None = None,
+                ignore: Callable[[str], bool] | None = None) -> list[tuple[str, Any, Any]]:
     """(key, old value, new value) for every dotted key whose value differs; a missing key is None.
     A key missing from `old` whose new value is its entry in `defaults` is no difference: a setting
-    added since the old record was written, which that work had at its default."""
+    added since the old record was written, which that work had at its default. Keys `ignore` names
+    are bookkeeping now, though an older record may hold them."""
     a, b = flatten(_jsonable(old)), flatten(_jsonable(new))
     d = flatten(_jsonable(defaults or {}))
     return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) and not (k not in a and k in d and d[k] == b.get(k))]
+            if a.get(k) != b.get(k) and not (k not in a and k in d and d[k] == b.get(k)) and not (ignore and ignore(k))]
 
 
 def describe(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
@@ -78,7 +80,7 @@ def read(run_dir: str | Path) -> dict:
 
 def check(run_dir: str | Path, entry: str, inputs: dict, on_change: OnChange = "refuse", *,
           clear: Callable[[], None] | None = None, legacy: bool = False, what: str | None = None,
-          defaults: dict | None = None) -> State:
+          defaults: dict | None = None, ignore: Callable[[str], bool] | None = None) -> State:
     """The state of `entry` in `run_dir` for these inputs: `new` (nothing to reuse), `started` (resume)
     or `done` (reuse). Different recorded inputs raise, or with `rerun` call `clear()` and return `new`.
     `legacy`: the caller found finished work of this entry with no record (an older version made it):
@@ -88,7 +90,7 @@ def check(run_dir: str | Path, entry: str, inputs: dict, on_change: OnChange = "
     what = what or entry
     if rec is None and not legacy:
         return "new"
-    diffs = differences(rec["inputs"], inputs, defaults) if rec is not None else None
+    diffs = differences(rec["inputs"], inputs, defaults, ignore) if rec is not None else None
     if diffs == []:
         return rec["state"]
     if on_change == "refuse":

@@ -62,30 +62,40 @@ class Stage(BaseModel):
             "model": model.model_dump(), "data": str(data), "out_dir": str(out), "seed": seed, "name": out.name,
             "on_change": on_change})
 
-def study_inputs(cfg, bookkeeping: set[str]) -> dict:
-    """A study's settings minus its bookkeeping keys (dotted paths: `eval.suites`), as flat keys. A
-    training stage's own bookkeeping (`dpo.options.save_every`, `dpo.micro_batch_size`) is left out
-    too: it changes how a run is carried out, not what it computes, as for a train recipe."""
-    from .. import record
+
+def bookkeeping_keys(cfg, bookkeeping: set[str]):
+    """Whether a dotted key of the study's settings is bookkeeping: one of `bookkeeping` (`eval.suites`)
+    or a training stage's own (`dpo.options.save_every`, `dpo.micro_batch_size`), which changes how
+    a run is carried out, not what it computes, as for a train recipe."""
     from ..train.config import BOOKKEEPING
 
-    stages = {name for name in type(cfg).model_fields if isinstance(getattr(cfg, name), Stage)}
-    skip = set(bookkeeping) | {f"{s}.{k}" for s in stages for k in BOOKKEEPING} | {f"{s}.options.{k}" for s in stages for k in BOOKKEEPING}
-    flat = record.flatten(cfg.model_dump(mode="json"))
-    return {k: v for k, v in flat.items() if not any(k == b or k.startswith(b + ".") for b in skip)}
+    stages = [name for name in type(cfg).model_fields if isinstance(getattr(cfg, name), Stage)]
+    skip = [*bookkeeping, *(f"{s}.{k}" for s in stages for k in BOOKKEEPING), *(f"{s}.options.{k}" for s in stages for k in BOOKKEEPING)]
+    empty_options = {f"{s}.options" for s in stages}  # `{}` flattens to a leaf: the same as bookkeeping-only options
+    return lambda key: key in empty_options or any(key == b or key.startswith(b + ".") for b in skip)
+
+
+def study_inputs(cfg, bookkeeping: set[str]) -> dict:
+    """A study's settings minus its bookkeeping keys, as flat keys."""
+    from .. import record
+
+    is_bookkeeping = bookkeeping_keys(cfg, bookkeeping)
+    return {k: v for k, v in record.flatten(cfg.model_dump(mode="json")).items() if not is_bookkeeping(k)}
 
 
 def claim_study(cfg, bookkeeping: set[str]) -> None:
     """Before any work: refuse a run directory that holds this study made with other settings,
     naming each key that differs with both values (e.g. `train_limit 48 -> 24`). With `on_change:
     rerun` it is accepted and every stage redoes what the new settings change (each stage checks
-    its own inputs) and reuses what they do not."""
+    its own inputs) and reuses what they do not. A key that is bookkeeping now is no difference,
+    though an older record may hold it."""
     from .. import record
 
     out = Path(cfg.out_dir)
     inputs = study_inputs(cfg, bookkeeping)
     legacy = not (out / record.RECORD).is_file() and (out / "results.json").is_file()
-    record.check(out, "study", inputs, cfg.on_change, legacy=legacy, what=f"a {cfg.kind} study")
+    record.check(out, "study", inputs, cfg.on_change, legacy=legacy, what=f"a {cfg.kind} study",
+                 ignore=bookkeeping_keys(cfg, bookkeeping))
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps_in(out)
     record.mark(out, "study", inputs, "started")
