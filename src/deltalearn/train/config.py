@@ -10,8 +10,11 @@ from ..models.spec import EMBEDDED, TierSpec
 from .methods import MethodName
 
 
-# Settings that change how a run is carried out or logged, never its result: left out of the inputs a
-# finished run is reused by (train/loop.py) and of a study's (a stage's `options`).
+# Settings that change how a run is logged, saved or run, not what it computes: left out of the inputs
+# a finished run is reused by (train/loop.py) and of a study's (experiments/common.py), so they never
+# block a reuse or a resume. torch_compile, lean_mlp and micro_batch_size only change how fast the same
+# step runs (a step's gradient is the same sum over its global batch however it is cut, floating-point
+# order aside). `data` and `model` are paths: the record holds their contents' fingerprints instead.
 BOOKKEEPING = frozenset({"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile",
                          "lean_mlp", "micro_batch_size", "on_change", "data", "model"})
 

@@ -62,12 +62,6 @@ def _data_fingerprint(path: Path, split: str | None = None) -> str:
     return fingerprint([file_fingerprint(path), split])
 
 
-# Settings that change how a run is logged, saved or run, not what it computes: they never block a
-# reuse or a resume. torch_compile, lean_mlp and micro_batch_size only change how fast the same step
-# runs (a step's gradient is the same sum over its global batch however it is cut, floating-point
-# order aside). `data` and `model` are paths: the record holds their contents' fingerprints instead.
-_BOOKKEEPING = BOOKKEEPING
-
 
 def run_inputs(cfg: TrainConfig) -> dict:
     """What the run's result depends on: every setting but the bookkeeping ones, the pairs file's
@@ -75,13 +69,13 @@ def run_inputs(cfg: TrainConfig) -> dict:
     data = Path(cfg.data)
     if not data.exists():
         raise DeltaError(f"{data}: pairs file not found")
-    inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _BOOKKEEPING}
+    inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in BOOKKEEPING}
     return {**inputs, "data_sha256": _data_fingerprint(data), "model_fingerprint": tier_fingerprint(cfg.model)}
 
 
 def _defaults() -> dict:
     """A setting missing from an older record is one added since, which that run had at its default."""
-    return {k: f.default for k, f in TrainConfig.model_fields.items() if k not in _BOOKKEEPING and not f.is_required()}
+    return {k: f.default for k, f in TrainConfig.model_fields.items() if k not in BOOKKEEPING and not f.is_required()}
 
 
 def state_of(cfg: TrainConfig) -> str:
