@@ -45,7 +45,9 @@ def ladder(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe with a `ladder:` section (default: the embedded ladder)"),
     measure: bool = typer.Option(False, "--measure", help="Also ARC-Easy/Challenge, ifeval_lite, HumanEval, MBPP and tokens/s per tier"),
     out_dir: Path = typer.Option(Path("runs/ladder"), "--out", help="With --measure: where each tier's evaluations go"),
-    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults arc_easy 100, arc_challenge 100, ifeval_lite 30, humaneval 32, mbpp 32)"),
+    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults arc_easy 100, arc_challenge 100, ifeval_lite 30, humaneval 32, mbpp 32, ifbench 294, ifeval_heldout 600)"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="With --measure: the suites to measure (repeatable; default arc_easy, arc_challenge, ifeval_lite, humaneval, mbpp; also ifbench, ifeval_heldout)"),
+    tier: Optional[list[str]] = typer.Option(None, "--tier", help="With --measure: only these tiers of the ladder (repeatable)"),
 ) -> None:
     """Measure each tier: bits per character on the shipped held-out prose (lower is better), and with
     --measure the capability suites and generation speed, with the tiers' order by each."""
@@ -53,6 +55,11 @@ def ladder(
     from .recipes import load_any
 
     lad = load_any(recipe, allowed=("pairs",), default_kind="pairs").ladder if recipe else default_ladder()
+    if tier:
+        unknown = [t for t in tier if t not in lad.names]
+        if unknown:
+            raise DeltaError(f"--tier {unknown[0]!r}: not a tier of the ladder ({', '.join(lad.names)})")
+        lad = lad.model_copy(update={"tiers": [t for t in lad.tiers if t.name in tier]})
     if measure:
         from .experiments.ladder_measure import measure_ladder
 
@@ -62,7 +69,7 @@ def ladder(
             if not n.isdigit() or int(n) < 1:
                 raise DeltaError(f"--limit {item!r}: expected SUITE=N with N a positive number")
             limits[suite] = int(n)
-        res = measure_ladder(lad, out_dir, limits=limits, console=console)
+        res = measure_ladder(lad, out_dir, limits=limits, console=console, suites=suite)
         out.print((out_dir / "ladder.md").read_text(), markup=False, highlight=False, soft_wrap=True)
         out.print(f"wrote {out_dir}/ladder.json and ladder.md ({len(res['tiers'])} tiers)")
         return

@@ -13,6 +13,7 @@ JUDGES = {
     "regex:PATTERN": ("programmatic: matches of a regular expression (multiline)", None),
     "ifcheck:JSON": ('programmatic: one verifiable instruction, e.g. ifcheck:{"check": "max_words", "n": 50}', None),
     "asserts": ("programmatic: the answer's code run in the sandbox against the asserts its prompt states (1 pass, 0 fail)", None),
+    "ifeval": ("programmatic: the share of the prompt's IFEval constraints the answer satisfies (prompts from source: ifeval)", None),
     "llm-rubric": ("an LLM grades each answer 1-10 on four aspects", "model_or_endpoint"),
     "llm-pairwise": ("an LLM compares the two answers, both orders", "model_or_endpoint"),
     "reward-model": ("a sequence-classification reward model's score", "model"),
@@ -83,6 +84,12 @@ def make_judge(name: str, *, judge_model: str | None = None, endpoint: str | Non
         from .judges import AssertsJudge
 
         return AssertsJudge()
+    if name == "ifeval":
+        from ..generate.ifprompts import constraints_by_text
+        from .judges import IFEvalJudge
+
+        constraints_by_text()  # the checkers' packages and resources, before any pair is read
+        return IFEvalJudge()
     if name in ("llm-rubric", "llm-pairwise"):
         backend = _backend(judge_model, endpoint)
         cls = RubricJudge if name == "llm-rubric" else PairwiseJudge

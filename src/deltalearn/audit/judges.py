@@ -51,6 +51,31 @@ class AssertsJudge:
         return out
 
 
+class IFEvalJudge:
+    """The share of a prompt's verifiable constraints an answer satisfies (IFEval's checkers, strict:
+    the answer as written, as open-instruct's IFEval verifier reads it). The constraints come from
+    the project's instruction-following prompt set, found by the prompt's text; None (unparseable)
+    for a prompt that is not in it."""
+
+    kind = "pointwise"
+
+    def __init__(self, name: str = "ifeval"):
+        self.name = name
+        self.params = self.tokens = 0
+
+    def score(self, items: list[tuple[str, str]]) -> list[float | None]:
+        from ..generate.ifprompts import constraints_by_text
+        from ..metrics.iflib import score_ifeval
+
+        known = constraints_by_text()
+        out = []
+        for prompt, response in items:
+            p = known.get(prompt)
+            out.append(None if p is None else
+                       score_ifeval(p.extra["instruction_id_list"], p.extra["kwargs"], prompt, response)["instruction_strict"])
+        return out
+
+
 RUBRIC_ASPECTS = ("helpfulness", "honesty", "instruction following", "truthfulness")
 RUBRIC = """You are grading an AI assistant's answer to a user's request.
 Rate the answer from 1 (worst) to 10 (best) on each aspect:

