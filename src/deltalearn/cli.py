@@ -65,10 +65,10 @@ def ladder(
 
         limits = {}
         for item in limit or []:
-            suite, _, n = item.partition("=")
+            name, _, n = item.partition("=")
             if not n.isdigit() or int(n) < 1:
                 raise DeltaError(f"--limit {item!r}: expected SUITE=N with N a positive number")
-            limits[suite] = int(n)
+            limits[name] = int(n)
         res = measure_ladder(lad, out_dir, limits=limits, console=console, suites=suite)
         out.print((out_dir / "ladder.md").read_text(), markup=False, highlight=False, soft_wrap=True)
         out.print(f"wrote {out_dir}/ladder.json and ladder.md ({len(res['tiers'])} tiers)")

