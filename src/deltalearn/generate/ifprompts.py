@@ -55,21 +55,32 @@ def _draw(registry: dict, conflicts: dict, rng: random.Random) -> list[str]:
     return ids
 
 
-def _describe(cls, iid: str, base: str, seed: str) -> tuple[str, dict]:
-    """The constraint's text and the arguments that reproduce it. `build_description` draws from the
-    global `random`: seeded here per prompt, and the caller's state put back afterwards."""
+def _build(cls, iid: str, base: str, seed: str | None, **kwargs) -> tuple[str, dict]:
+    """One `build_description`, which draws from the global `random`: seeded here, and the caller's
+    state put back afterwards."""
     state = random.getstate()
     random.seed(seed)
     try:
         checker = cls(iid)
         if iid == "combination:repeat_prompt":
-            text = checker.build_description(prompt_to_repeat=base)
-        else:
-            text = checker.build_description()
+            kwargs.setdefault("prompt_to_repeat", base)
+        text = checker.build_description(**kwargs)
         args = checker.get_instruction_args() or {}
     finally:
         random.setstate(state)
     return text, {k: v for k, v in args.items() if v is not None}
+
+
+def _describe(cls, iid: str, base: str, seed: str, tries: int = 8) -> tuple[str, dict]:
+    """The constraint's text and the arguments that reproduce it. A draw is kept only if its
+    arguments rebuild the same text: IFEval's nth_paragraph_first_word can draw paragraph n+1 of n,
+    which a rebuild from its arguments then redraws at random, so the checker would test another
+    constraint than the prompt states."""
+    for attempt in range(tries):
+        text, args = _build(cls, iid, base, f"{seed}:{attempt}")
+        if _build(cls, iid, base, "rebuild", **args)[0] == text:
+            return text, args
+    raise DeltaError(f"instruction {iid}: no draw in {tries} rebuilds its own text")
 
 
 @functools.lru_cache(maxsize=None)
