@@ -181,3 +181,66 @@ def test_a_run_directory_from_before_records_is_not_reused(tmp_path, tiny_model_
     (tmp_path / "run" / record.RECORD).unlink()  # as an older version left it
     with pytest.raises(DeltaError, match="no record of its inputs"):
         train(_train_cfg(tmp_path, tiny_model_dir, data))
+
+
+def _broken_line_2(path):
+    good = json.dumps(_pairs(1)[0])
+    path.write_text(good + "\n{not json\n")
+
+
+def _missing_field(path):
+    row = _pairs(1)[0]
+    del row["rejected"]
+    write_jsonl(path, [row])
+
+
+BAD_STARTS = {  # a start that fails on its input, before any step: the fixed rerun must not be refused
+    "invalid JSON": (_broken_line_2, "line 2"),
+    "empty file": (lambda p: p.write_text(""), "no pairs"),
+    "missing field": (_missing_field, 'field "rejected": missing'),
+    "binary file": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"), "pairs.jsonl"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_STARTS)
+def test_a_failed_start_leaves_nothing_that_refuses_the_fixed_rerun(kind, tmp_path, tiny_model_dir):
+    from deltalearn.train.loop import train
+
+    data = tmp_path / "pairs.jsonl"
+    breaks, message = BAD_STARTS[kind]
+    breaks(data)
+    with pytest.raises(DeltaError, match=message):
+        train(_train_cfg(tmp_path, tiny_model_dir, data))
+    write_jsonl(data, _pairs(8))  # fixed: the same command again
+    assert train(_train_cfg(tmp_path, tiny_model_dir, data))["steps"] == 1
+
+
+def test_a_bad_model_config_fails_and_the_fixed_rerun_trains(tmp_path, tiny_model_dir):
+    import shutil
+
+    from deltalearn.train.loop import train
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    good = (model / "config.json").read_text()
+    (model / "config.json").write_text("{\"model_type\": \"llama\", \"hidden_size\": ")
+    data = write_jsonl(tmp_path / "pairs.jsonl", _pairs(8))
+    with pytest.raises(Exception):
+        train(_train_cfg(tmp_path, model, data))
+    (model / "config.json").write_text(good)
+    assert train(_train_cfg(tmp_path, model, data))["steps"] == 1
+
+
+def test_a_started_run_with_a_checkpoint_is_still_protected(tmp_path, tiny_model_dir):
+    """Only a claim that left nothing is replaced: a run with a checkpoint to resume is refused."""
+    from deltalearn.train.loop import train
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", _pairs(8))
+    cfg = _train_cfg(tmp_path, tiny_model_dir, data, max_steps=2, save_every=1)
+    train(cfg)
+    rec = json.loads((tmp_path / "run" / "record.json").read_text())
+    rec["train"]["state"] = "started"  # as if killed after its first checkpoint
+    (tmp_path / "run" / "record.json").write_text(json.dumps(rec))
+    write_jsonl(data, _pairs(8, "The sea is green."))
+    with pytest.raises(DeltaError, match="other inputs"):
+        train(_train_cfg(tmp_path, tiny_model_dir, data, max_steps=2, save_every=1))

@@ -80,11 +80,14 @@ def read(run_dir: str | Path) -> dict:
 
 def check(run_dir: str | Path, entry: str, inputs: dict, on_change: OnChange = "refuse", *,
           clear: Callable[[], None] | None = None, legacy: bool = False, what: str | None = None,
-          defaults: dict | None = None, ignore: Callable[[str], bool] | None = None) -> State:
+          defaults: dict | None = None, ignore: Callable[[str], bool] | None = None,
+          resumable: Callable[[], bool] | None = None) -> State:
     """The state of `entry` in `run_dir` for these inputs: `new` (nothing to reuse), `started` (resume)
     or `done` (reuse). Different recorded inputs raise, or with `rerun` call `clear()` and return `new`.
     `legacy`: the caller found finished work of this entry with no record (an older version made it):
-    its inputs are unknown, so it is treated as different."""
+    its inputs are unknown, so it is treated as different. `resumable`: whether a `started` entry left
+    anything a resume would use; a claim that left nothing (a start that failed on bad input) protects
+    nothing, so other inputs replace it instead of being refused."""
     run_dir = Path(run_dir)
     rec = read(run_dir).get(entry)
     what = what or entry
@@ -93,6 +96,9 @@ def check(run_dir: str | Path, entry: str, inputs: dict, on_change: OnChange = "
     diffs = differences(rec["inputs"], inputs, defaults, ignore) if rec is not None else None
     if diffs == []:
         return rec["state"]
+    if rec is not None and rec["state"] == "started" and resumable is not None and not resumable():
+        forget(run_dir, entry)
+        return "new"
     if on_change == "refuse":
         why = describe(diffs) if diffs else "no record of its inputs (made by an older version)"
         raise DeltaError(f"{run_dir}: holds {what} made with other inputs ({why}); use another out_dir, "

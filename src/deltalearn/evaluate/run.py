@@ -48,8 +48,9 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
         items = suite.items[:limit] if limit else suite.items
         inputs = suite_inputs(suite, items, model_fp, limit=limit, max_new_tokens=max_new_tokens, seed=seed)
         legacy = suite.name in summary["suites"] and f"suite:{suite.name}" not in record.read(out)
+        # A started suite holds nothing of its own (answers live in caches keyed by their inputs).
         state = record.check(out, f"suite:{suite.name}", inputs, on_change, legacy=legacy,
-                             what=f"an evaluation of {suite.name}")
+                             what=f"an evaluation of {suite.name}", resumable=lambda: False)
         if state != "done" or suite.name not in summary["suites"] or not (out / f"{suite.name}.jsonl").is_file():
             todo.append((suite, items, inputs))
             record.mark(out, f"suite:{suite.name}", inputs, "started")  # before any output: a kill leaves it redoable

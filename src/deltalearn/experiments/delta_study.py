@@ -343,7 +343,8 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
             audit_dir = out / "audit" / c.run_name
             inputs = _audit_inputs(cfg, Path(results[c.name]["data"]))
             legacy = (audit_dir / "summary.json").is_file() and "audit" not in record.read(audit_dir)
-            if record.check(audit_dir, "audit", inputs, cfg.on_change, legacy=legacy, what="an audit") == "done":
+            if record.check(audit_dir, "audit", inputs, cfg.on_change, legacy=legacy, what="an audit",
+                            resumable=lambda: False) == "done":
                 a = json.loads((audit_dir / "summary.json").read_text())
             else:
                 record.mark(audit_dir, "audit", inputs, "started")  # before any output: a kill leaves it redoable

@@ -78,14 +78,6 @@ def _defaults() -> dict:
     return {k: f.default for k, f in TrainConfig.model_fields.items() if k not in BOOKKEEPING and not f.is_required()}
 
 
-def state_of(cfg: TrainConfig) -> str:
-    """`new`, `started` (a resume) or `done` (reuse) for this config's out_dir; raises when the
-    directory holds a run of other inputs (never silently resumed or reused)."""
-    out = Path(cfg.out_dir)
-    return record.check(out, "train", run_inputs(cfg), "refuse", legacy=_legacy(out), what="a training run",
-                        defaults=_defaults())
-
-
 def done_with(cfg: TrainConfig) -> bool:
     """Recorded as finished with exactly these inputs (its weights may since have been removed)."""
     rec = record.read(cfg.out_dir).get("train")
@@ -113,7 +105,8 @@ def claim(cfg: TrainConfig, main: bool, engine=None) -> str:
     inputs = run_inputs(cfg)
     if main or cfg.on_change == "refuse":
         state = record.check(out, "train", inputs, cfg.on_change if main else "refuse", clear=lambda: _clear(out),
-                             legacy=_legacy(out), what="a training run", defaults=_defaults())
+                             legacy=_legacy(out), what="a training run", defaults=_defaults(),
+                             resumable=lambda: latest_checkpoint(out / "checkpoints") is not None)
         if main and state == "done" and not has_weights(out / "final"):
             _clear(out)  # recorded as done, but its weights were deleted: train again
             state = "new"
