@@ -118,3 +118,18 @@ def test_main_destroys_a_live_process_group_whatever_the_exit(tmp_path, monkeypa
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_python_m_deltalearn_and_malformed_option_values_are_one_line(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
+    cases = [(["audit", str(good), "--judge", "length_chars", "--min-delta", "abc"], "--min-delta"),
+             (["eval", "--no-such-option"], "--no-such-option"),
+             (["ladder", "--measure", "--limit", "mbpp=x"], "mbpp=x")]
+    for args, named in cases:
+        proc = subprocess.run([sys.executable, "-m", "deltalearn", *args], capture_output=True, text=True)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("deltalearn: ") and named in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr and "╭" not in proc.stderr + proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "deltalearn", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "archive" in proc.stdout

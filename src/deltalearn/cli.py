@@ -626,9 +626,27 @@ def main() -> None:
         _close_process_group()
 
 
-def _run_app() -> None:
+def _click_exceptions():
     try:
-        app()
+        from typer._click import exceptions  # typer 0.2x vendors click
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def _run_app() -> None:
+    errors = _click_exceptions()
+    try:
+        code = app(prog_name="deltalearn", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except errors.NoArgsIsHelpError as e:
+        print(e.ctx.get_help())
+        sys.exit(0)
+    except errors.UsageError as e:  # a malformed option or argument: one line, like every other error
+        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
+        print(f"deltalearn: {where}{e.format_message()} (--help shows the options)", file=sys.stderr)
+        sys.exit(2)
     except DeltaError as e:
         for line in str(e).splitlines():  # one line per problem, never wrapped
             print(f"deltalearn: {line}", file=sys.stderr)
