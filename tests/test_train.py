@@ -15,7 +15,7 @@ from deltalearn.train.batching import apply_length_policy, tokenize_dataset
 from deltalearn.train.checkpoint import latest_checkpoint, save_checkpoint
 from deltalearn.train.config import TrainConfig
 from deltalearn.train.flops import PeakProbe
-from deltalearn.train.loop import cosine_with_floor, state_of, train
+from deltalearn.train.loop import cosine_with_floor, done_with, train
 from conftest import write_jsonl
 
 
@@ -613,7 +613,7 @@ def test_compiled_layers_give_the_same_trajectory_and_compile_before_step_one(tm
     assert load_file(tmp_path / "compiled" / "final" / "model.safetensors").keys() == \
         load_file(tmp_path / "eager" / "final" / "model.safetensors").keys()
     # a run directory trained eager can be resumed or reused compiled
-    assert state_of(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, torch_compile=True, out_dir=str(tmp_path / "eager"))) == "done"
+    assert done_with(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=2, torch_compile=True, out_dir=str(tmp_path / "eager")))
 
 
 @pytest.mark.parametrize("into_grad", [False, True])
@@ -672,7 +672,7 @@ def test_lean_mlp_training_follows_the_plain_trajectory(tmp_path, tiny_model_dir
     b = read_jsonl(tmp_path / "lean" / "metrics.jsonl")
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
     assert [r["grad_norm"] for r in a] == pytest.approx([r["grad_norm"] for r in b], rel=1e-4)
-    assert state_of(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean"))) == "done"
+    assert done_with(cfg(tmp_path, tiny_model_dir, pairs_file, max_steps=3, out_dir=str(tmp_path / "lean")))
 
 
 def test_the_paper_presets_bfloat16_path_trains(tmp_path, tiny_model_dir, pairs_file):
