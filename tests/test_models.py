@@ -90,21 +90,21 @@ def test_gguf_of_unsupported_architecture(tmp_path):
 
 
 def test_the_ladder_measurement_reports_every_tier_and_its_order_per_metric(tmp_path, tiny_model_dir):
-    from deltalearn.experiments.ladder_measure import SUITES, measure_ladder
+    from deltalearn.experiments.ladder_measure import DEFAULT, measure_ladder
     from deltalearn.models.ladder import Ladder
 
     ladder = Ladder.model_validate({"tiers": [{"name": "t4", "model": str(tiny_model_dir)},
                                               {"name": "t2", "model": str(tiny_model_dir), "degrade": {"drop_layers": [1, 2]}}]})
-    res = measure_ladder(ladder, tmp_path / "m", limits={s: 2 for s in SUITES})
+    res = measure_ladder(ladder, tmp_path / "m", limits={s: 2 for s in DEFAULT})
     assert set(res["tiers"]) == {"t4", "t2"}
     for row in res["tiers"].values():
-        assert row["bits_per_char"] > 0 and row["tokens_per_s"] > 0 and all(row[s]["n"] == 2 for s in SUITES)
-    assert len(res["orders"]) == 1 + len(SUITES) and all(sorted(o) == ["t2", "t4"] for o in res["orders"].values())
+        assert row["bits_per_char"] > 0 and row["tokens_per_s"] > 0 and all(row[s]["n"] == 2 for s in DEFAULT)
+    assert len(res["orders"]) == 1 + len(DEFAULT) and all(sorted(o) == ["t2", "t4"] for o in res["orders"].values())
     assert "| t4 |" in (tmp_path / "m" / "ladder.md").read_text()
-    again = measure_ladder(ladder, tmp_path / "m", limits={s: 2 for s in SUITES})  # reused: same inputs, same figures
+    again = measure_ladder(ladder, tmp_path / "m", limits={s: 2 for s in DEFAULT})  # reused: same inputs, same figures
     for t in res["tiers"]:
         assert again["tiers"][t]["bits_per_char"] == res["tiers"][t]["bits_per_char"]
-        assert all(again["tiers"][t][s]["mean"] == res["tiers"][t][s]["mean"] for s in SUITES)
+        assert all(again["tiers"][t][s]["mean"] == res["tiers"][t][s]["mean"] for s in DEFAULT)
 
 
 def test_the_ladder_table_marks_ties_in_each_order():
