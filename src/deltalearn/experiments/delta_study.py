@@ -286,7 +286,7 @@ def _evaluate(cfg: DeltaStudy, tier: TierSpec, out: Path, console) -> Path:
         groups.setdefault(e.limits.get(suite, e.limit), []).append(suite)
     for limit, suites in groups.items():
         evaluate(tier, suites, out, limit=limit, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
-                 seed=cfg.seed, console=console, on_change=cfg.on_change)
+                 seed=cfg.seed, console=console, on_change=cfg.on_change, generate=cfg.generate)
     return out
 
 
@@ -466,7 +466,7 @@ def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) ->
     evaluation stands only if its training is recorded as done with the inputs this recipe gives it
     now, and every suite as scored with this recipe's items, budget and seed. The weights themselves
     cannot be hashed once gone: the training record stands in for them."""
-    from ..evaluate.run import suite_inputs
+    from ..evaluate.run import INPUT_DEFAULTS, engine_of, suite_inputs
     from ..evaluate.suites import expand, get_suite
     from ..train.loop import done_with
 
@@ -481,8 +481,9 @@ def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) ->
             return False
         suite, limit = get_suite(name), cfg.eval.limits.get(name, cfg.eval.limit)
         want = suite_inputs(suite, suite.items[:limit] if limit else suite.items, r["inputs"]["model_fingerprint"],
-                            limit=limit, max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed)
-        if record.differences(r["inputs"], want):
+                            limit=limit, max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed,
+                            engine=engine_of(suite, cfg.generate))
+        if record.differences(r["inputs"], want, INPUT_DEFAULTS):
             return False
     return True
 

@@ -51,7 +51,7 @@ def _bpc_and_speed(tier, out: Path) -> dict:
 
 
 def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch_size: int = 16, console=None,
-                   suites: list[str] | None = None) -> dict:
+                   suites: list[str] | None = None, generate=None) -> dict:
     from ..errors import DeltaError
     from ..evaluate.run import evaluate
 
@@ -68,7 +68,7 @@ def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch
         for suite in suites:
             metric = SUITES[suite][0]
             t0 = time.perf_counter()
-            s = evaluate(tier, [suite], d, limit=limits[suite], batch_size=batch_size, console=console)
+            s = evaluate(tier, [suite], d, limit=limits[suite], batch_size=batch_size, console=console, generate=generate)
             m = s["suites"][suite]["metrics"][metric]
             row[suite] = {"metric": metric, "mean": m["mean"], "ci95": m["ci95"], "n": s["suites"][suite]["n"],
                           "seconds": round(time.perf_counter() - t0, 1)}
