@@ -3,11 +3,17 @@ reports) to another directory, leaving weights and checkpoints behind. The same 
 them: every stage's record comes with its outputs, so a later run reuses exactly what its inputs
 match and redoes the rest (trained weights are not kept: a condition trained again is retrained).
 
-Studies that outlive one machine are kept this way in the repository (`results/`), a few MB each."""
+Studies that outlive one machine are kept this way in the repository (`results/`), so an archive keeps
+one copy of each thing: a pairs file's saved HF dataset (the same rows as the JSONL beside it) stays
+behind, so do an evaluation's answer and log-likelihood caches (each suite's per-item file holds the same
+answers and scores, and a restored evaluation is reused from those), and so does a plot that no report
+in the archive links to. Only an evaluation redone with other inputs generates again."""
 
 from __future__ import annotations
 
 import filecmp
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +24,40 @@ from .io import atomic_path
 SKIP_DIRS = {"final", "checkpoints", "tensorboard", "__pycache__"}
 SKIP_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".npy", ".npz", ".tmp", ".lock"}
 DEFAULT_MAX_BYTES = 8 * 2**20
+
+
+_IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+_EVAL_CACHE = re.compile(r"(generations(-[\w.]+)?|loglik_cache)\.jsonl")
+
+
+def _linked_plots(src: Path) -> set[Path]:
+    """Every image a Markdown file under src links to, as a path relative to src."""
+    out = set()
+    for md in src.rglob("*.md"):
+        for target in _IMAGE_LINK.findall(md.read_text(errors="replace")):
+            path = (md.parent / target).resolve()
+            if path.is_relative_to(src.resolve()):
+                out.add(path.relative_to(src.resolve()))
+    return out
+
+
+def _duplicate(src: Path, rel: Path, linked: set[Path]) -> str | None:
+    if rel.suffix == ".png" and rel not in linked:
+        return "a plot no report links to"
+    if _EVAL_CACHE.fullmatch(rel.name) and _is_eval_dir(src / rel.parent):
+        return "an evaluation's cache (each suite's file holds its answers)"
+    for parent in rel.parents:
+        if parent != Path(".") and (src / parent.parent / f"{parent.name}.jsonl").is_file() and \
+                (src / parent / "dataset_info.json").is_file():
+            return f"saved dataset of {parent.name}.jsonl (the same rows)"
+    return None
+
+
+def _is_eval_dir(d: Path) -> bool:
+    try:
+        return "suites" in json.loads((d / "summary.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _why_skipped(rel: Path, size: int, max_bytes: int) -> str | None:
@@ -41,9 +81,10 @@ def archive(src: str | Path, dst: str | Path, *, max_bytes: int = DEFAULT_MAX_BY
     if s == d or s in d.parents or d in s.parents:
         raise DeltaError(f"{dst}: must not be {src} itself, inside it, or around it")
     copied, same, kept_bytes, skipped = 0, 0, 0, []
+    linked = _linked_plots(src)
     for f in sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink()):
         rel, size = f.relative_to(src), f.stat().st_size
-        why = _why_skipped(rel, size, max_bytes)
+        why = _why_skipped(rel, size, max_bytes) or _duplicate(src, rel, linked)
         if why:
             skipped.append({"path": str(rel), "bytes": size, "why": why})
             continue

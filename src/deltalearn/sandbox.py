@@ -86,7 +86,7 @@ def _inner(python: str, program: str, limits: Limits, drop_user: bool) -> list[s
 
 @functools.lru_cache(maxsize=None)
 def isolation() -> str:
-    """`namespaces+nobody`, `namespaces` or `rlimits`: the strongest set of layers this machine runs."""
+    """`namespaces+nobody`, `namespaces` or `rlimits`: the strongest set of layers the host allows."""
     if shutil.which("unshare") is None:
         return "rlimits"
     root = os.geteuid() == 0

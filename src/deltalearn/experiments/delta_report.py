@@ -117,7 +117,7 @@ def delta_report(run_dir: str | Path) -> Path:
         lines.append(f"| {n} | " + " | ".join("-" if t.get(k) is None else f"{t[k]:.3f}"
                                                 for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")) + " |")
     lines += _answer_section(s)
-    lines += ["", "## Wall time on this machine", "", "| step | seconds |", "|---|---|"]
+    lines += ["", "## Wall time where it ran", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
     path = run / "report.md"
     write_text_atomic(path, "\n".join(lines))

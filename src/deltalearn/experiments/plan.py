@@ -31,7 +31,7 @@ class PlanSettings(BaseModel):
 
 
 def local_size(spec) -> int | None:
-    """Parameter count of a tier on this machine (embedded or a local directory) from its config alone,
+    """Parameter count of a local tier (embedded or a local directory) from its config alone,
     on the meta device, minus dropped layers; None for a hub id (not reachable offline)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -51,13 +51,13 @@ def local_size(spec) -> int | None:
     return total
 
 
-def this_machine(cfg) -> PlanSettings:
-    """Without a `plan:` block: this machine, its measured float32 matmul peak, and the utilisation
+def local_machine(cfg) -> PlanSettings:
+    """Without a `plan:` block: the local machine, its measured float32 matmul peak, and the utilisation
     measured here (training ~60% MFU, batched generation ~20%); answers at their token limit."""
     from ..models.loading import cache_dir
     from ..train.flops import matmul_peak
 
-    return PlanSettings(gpu="this CPU", gpus=1, peak_tflops=matmul_peak(cache_dir() / "matmul_peak.json") / 1e12,
+    return PlanSettings(gpu="local CPU", gpus=1, peak_tflops=matmul_peak(cache_dir() / "matmul_peak.json") / 1e12,
                         train_mfu=0.6, generate_mfu=0.2, prompt_tokens=40,
                         response_tokens=cfg.generate.settings.max_new_tokens, accelerate_config="configs/accelerate/ddp.yaml",
                         harness=None)
@@ -69,7 +69,7 @@ def plan_study(cfg, recipe_path: str, overrides: list[str] | None = None) -> dic
     that the printed commands run the study that was planned."""
     from ..evaluate.harness import plan as harness_plan
 
-    p = cfg.plan or this_machine(cfg)
+    p = cfg.plan or local_machine(cfg)
     n_prompts = p.prompts or cfg.prompts.limit
     if n_prompts is None:
         raise ValueError("plan: set plan.prompts or prompts.limit (the prompt count is not read in a dry run)")

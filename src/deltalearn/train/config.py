@@ -74,7 +74,7 @@ class TrainConfig(BaseModel):
     # work between matmuls. Costs a compile before the first step (cached on disk for later runs);
     # on the CPU it needs a C++ compiler and runs eager, with a warning, without one.
     torch_compile: bool = False
-    # Pack a micro-batch's rows into one row with attention per row (train/packing.py), so no matmul
+    # Pack a micro-batch's rows into one row with attention per row (scoring/packing.py), so no matmul
     # runs on padding. Needs a model with plain causal sdpa attention; others train padded, with a warning.
     padding_free: bool = False
     # Gated SiLU MLPs (Llama-style) as one autograd function that keeps x, gate(x) and up(x) for backward
@@ -119,7 +119,7 @@ PAPER = {
     "warmup_ratio": 0.03, "min_lr_ratio": 0.1, "weight_decay": 0.0, "adam_betas": [0.9, 0.95],
     "max_grad_norm": 1.0, "seed": 42, "max_length": 2048, "dtype": "bfloat16", "gradient_checkpointing": True,
 }
-# The embedded SmolLM2-135M on a 2-core CPU: float32 (bfloat16 is far slower on this CPU), short
+# The embedded SmolLM2-135M on a 2-core CPU: float32 (bfloat16 is far slower on a CPU without bf16 matmul units), short
 # sequences, a learning rate large enough to move a 135M model in tens of steps (the prototype of
 # the bold-section study used 2e-5 at batch 8).
 CPU = {
@@ -127,16 +127,16 @@ CPU = {
     "warmup_ratio": 0.03, "min_lr_ratio": 0.1, "weight_decay": 0.0, "adam_betas": [0.9, 0.95],
     "max_grad_norm": 1.0, "seed": 42, "max_length": 384, "dtype": "float32", "gradient_checkpointing": False,
     # Two pairs per forward: the matmuls see ~680 rows instead of ~340 and run ~10% faster on this
-    # CPU; four would be faster still but take the peak RSS to ~0.8x TRL's (BENCHMARKS.md, session 9).
+    # CPU; four would be faster still but take the peak RSS to ~0.8x TRL's (BENCHMARKS.md).
     # lean_mlp pays for most of the second pair's activations.
     "lean_mlp": True,
     "logprob_chunk": 256,
     # Keep the head's softmax for backward (a micro-batch's response positions x 49,152 vocab fit in
     # 256 MB up to ~1,300 tokens): skips recomputing the head's logits (BENCHMARKS.md).
     "head_keep_mb": 256,
-    # Rows packed without padding: 4% faster per step on the 64-pair benchmark (BENCHMARKS.md, session 7).
+    # Rows packed without padding: 4% faster per step on the 64-pair benchmark (BENCHMARKS.md).
     "padding_free": True,
-    # torch_compile stays off: in the full loop it made steps ~3% faster on this CPU, less than the
+    # torch_compile stays off: in the full loop it made steps ~3% faster on a 2-core CPU, less than the
     # 6-45 s it takes to compile for runs of the demo's size (BENCHMARKS.md).
 }
 PRESETS = {"paper": PAPER, "cpu": CPU}

@@ -72,7 +72,7 @@ class PeakProbe:
     A shared machine's peak drifts (here 135-180 GFLOP/s float32 within minutes, with neighbours'
     load), so MFU against a peak measured at another moment is off by as much. A probe is the best
     of `trials` single n x n matmuls, n picked once so one matmul takes about `target_s` (1024 for
-    float32 on this CPU: ~0.1 s per probe; at most 4096, two 32 MB bfloat16 inputs kept on a GPU).
+    float32 on a 2-core CPU: ~0.1 s per probe; at most 4096, two 32 MB bfloat16 inputs kept on a GPU).
     Its inputs come from their own generator: probing never moves the training's random state."""
 
     def __init__(self, device, dtype, n_max: int = 4096, target_s: float = 0.012, trials: int = 5):

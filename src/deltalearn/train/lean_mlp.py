@@ -6,7 +6,7 @@ per layer for backward: the gate's output (for SiLU), SiLU's output and the up p
 activations a Llama-style decoder keeps (SmolLM2: 6,144 of ~12,000 floats per token and layer).
 This function keeps only x, gate(x) and up(x) and recomputes SiLU and the product in backward: two
 element-wise passes, no matmul. The freed memory is what lets a micro-batch hold two pairs on the
-CPU preset; bigger micro-batches are what make the matmuls fast there (BENCHMARKS.md, session 9).
+CPU preset; bigger micro-batches are what make the matmuls fast there (BENCHMARKS.md).
 
 With `into_grad` (one process, no DDP/FSDP/DeepSpeed hooks on the gradients), backward adds the
 weight gradients into each weight's `.grad` with one addmm instead of returning new tensors that

@@ -284,7 +284,7 @@ def setup(cfg: TrainConfig, engine, console=None) -> Run:
     if prepared.compiled and not prepared.sharded and run.start_step < total:
         run.compile_seconds = _compile_now(run)
     # MFU is measured against the peak probed just before and just after each step (their mean: the
-    # machine's speed during the step), not one measured at another moment: this machine's peak drifts
+    # machine's speed during the step), not one measured at another moment: a shared machine's peak drifts
     # 20-30% in minutes. The summary adds the stricter figure against the run's best probe.
     if main:
         run.probe = PeakProbe(engine.device, torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32)
