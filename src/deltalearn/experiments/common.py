@@ -22,16 +22,16 @@ class Stage(BaseModel):
     checked as the train recipe it becomes, when the study recipe loads."""
 
     model_config = ConfigDict(extra="forbid")
-    preset: Literal["cpu", "paper"] = "cpu"
-    method: MethodName | None = None
-    beta: float | None = None
-    lr: float | None = None
-    global_batch_size: int | None = None
-    micro_batch_size: int | None = None
-    epochs: int | None = None
-    max_length: int | None = None
-    nll_coef: float = 0.0
-    options: dict = Field(default_factory=dict)
+    preset: Literal["cpu", "paper"] = Field(default="cpu", description="The train preset that fills this stage's unset keys: cpu or paper.")
+    method: MethodName | None = Field(default=None, description="Loss: dpo_norm, dpo, ipo, simpo or sft; unset = the preset's.")
+    beta: float | None = Field(default=None, description="beta of the preference losses; unset = the preset's.")
+    lr: float | None = Field(default=None, description="Peak learning rate; unset = the preset's.")
+    global_batch_size: int | None = Field(default=None, description="Pairs per optimizer step, over all processes; unset = the preset's.")
+    micro_batch_size: int | None = Field(default=None, description="Pairs per forward pass, per process; unset = the preset's.")
+    epochs: int | None = Field(default=None, description="Passes over the pairs; unset = the preset's.")
+    max_length: int | None = Field(default=None, description="Most tokens of prompt plus answer; unset = the preset's.")
+    nll_coef: float = Field(default=0.0, description="Weight of an extra NLL term on the chosen answer; 0 = off.")
+    options: dict = Field(default_factory=dict, description="Any other train recipe key (dtype, lora, save_every, tracker, ...).")
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> "Stage":

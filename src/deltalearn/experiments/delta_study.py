@@ -35,11 +35,13 @@ from ..train.methods import MethodName as Method
 
 class Condition(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
-    method: Method = "dpo_norm"
-    chosen: str  # a ladder tier name
-    rejected: str | None = None  # SFT may leave it out: it trains on `chosen` only
-    train: dict = Field(default_factory=dict)  # this condition's own training settings (e.g. lr, beta)
+    name: str = Field(description="The condition's name, unique, not `base`; `>` becomes `_over_` in its folder names.")
+    method: Method = Field(default="dpo_norm", description="Loss: dpo_norm, dpo, ipo, simpo or sft (sft trains from the `sft` stage).")
+    chosen: str = Field(description="The ladder tier whose answers are chosen.")
+    rejected: str | None = Field(
+        default=None, description="The ladder tier whose answers are rejected; sft may leave it out (it trains on chosen only).")
+    train: dict = Field(
+        default_factory=dict, description="This condition's own stage keys (e.g. lr, beta) over the `dpo` or `sft` stage's.")
 
     @property
     def run_name(self) -> str:
@@ -58,17 +60,20 @@ class Grid(BaseModel):
     directions). The grid's size is the number of tiers named here."""
 
     model_config = ConfigDict(extra="forbid")
-    tiers: list[str] | None = None  # default: the whole ladder
-    method: Method = "dpo_norm"
-    directions: Literal["both", "bigger_chosen"] = "both"
+    tiers: list[str] | None = Field(default=None, description="Tiers whose ordered pairs become conditions; null = the whole ladder.")
+    method: Method = Field(default="dpo_norm", description="Loss of every grid condition: dpo_norm, dpo, ipo, simpo or sft.")
+    directions: Literal["both", "bigger_chosen"] = Field(
+        default="both", description="both (each pair both ways) or bigger_chosen (only the tier listed earlier in the ladder chosen).")
 
 
 class AuditStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    judge: str = "loglik"  # any judge of `deltalearn audit`
-    judge_model: str | None = None  # default for loglik: the student itself
-    n: int | None = Field(default=None, gt=0)  # pairs judged per dataset; None = all
-    endpoint: str | None = None
+    judge: str = Field(default="loglik", description="Any judge of `deltalearn audit` (loglik, llm-rubric, regex:PATTERN, ...).")
+    judge_model: str | None = Field(
+        default=None, description="The judge's model: a local model, or the endpoint's model name; null = the student (loglik).")
+    n: int | None = Field(default=None, gt=0, description="Pairs judged per dataset, a sample; null = all.")
+    endpoint: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible endpoint for an LLM judge; null = run the judge locally.")
 
     @model_validator(mode="after")
     def _judge_known(self) -> "AuditStage":
@@ -82,14 +87,17 @@ class AuditStage(BaseModel):
 
 class EvalStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    suites: list[str] = Field(default_factory=lambda: ["mc_lite", "ifeval_lite", "overrefusal", "harmful_refusal"])
-    limit: int | None = Field(default=40, gt=0)
-    limits: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)  # per suite, over `limit`
-    max_new_tokens: int | None = Field(default=128, gt=0)
-    batch_size: int = Field(default=16, ge=1)
+    suites: list[str] = Field(default_factory=lambda: ["mc_lite", "ifeval_lite", "overrefusal", "harmful_refusal"],
+                              description="Offline suites scored on the student and on every trained model.")
+    limit: int | None = Field(default=40, gt=0, description="Items per suite (its first ones); null = every item.")
+    limits: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict, description="Items per suite for the suites named here, over `limit`.")
+    max_new_tokens: int | None = Field(default=128, gt=0, description="Token budget of generated answers; null = each suite's own.")
+    batch_size: int = Field(default=16, ge=1, description="Items per batch in evaluation.")
     # The gain of a condition: the mean over these metrics of its paired difference to the student,
     # each signed so that positive is better (the paper's "average over benchmarks").
-    gain: list[str] = Field(default_factory=lambda: ["mc_lite.acc_norm", "ifeval_lite.instruction_strict"])
+    gain: list[str] = Field(default_factory=lambda: ["mc_lite.acc_norm", "ifeval_lite.instruction_strict"],
+                            description="suite.metric names whose signed paired differences to the student average to the gain.")
 
     @model_validator(mode="after")
     def _suites_and_gain(self) -> "EvalStage":
@@ -105,28 +113,36 @@ class EvalStage(BaseModel):
 
 class DeltaStudy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["delta"] = "delta"
-    name: str = "delta"
-    description: str = ""  # what the study tests and what it does not reproduce; printed in report.md
-    out_dir: str = "runs/delta"
-    answers_dir: str | None = None  # where tiers' answers are cached; share it between studies
-    student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED))
-    ladder: Ladder = Field(default_factory=default_ladder)
-    prompts: PromptsConfig = Field(default_factory=lambda: PromptsConfig(split="train", limit=64))
+    kind: Literal["delta"] = Field(default="delta", description="Recipe kind: delta (conditions pairing ladder tiers' answers).")
+    name: str = Field(default="delta", description="The study's name, shown in report.md and in the CLI's tables.")
+    description: str = Field(default="", description="What the study tests and what it does not reproduce; printed in report.md.")
+    out_dir: str = Field(default="runs/delta", description="The study's run directory: pairs, audit, models, eval, results and report.")
+    answers_dir: str | None = Field(
+        default=None, description="Where tiers' answers are cached, to share them between studies; null = out_dir.")
+    student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED),
+                              description="The model every condition trains from, and the baseline of every comparison.")
+    ladder: Ladder = Field(default_factory=default_ladder, description="The tiers whose answers conditions pair, or `default`.")
+    prompts: PromptsConfig = Field(default_factory=lambda: PromptsConfig(split="train", limit=64),
+                                   description="The prompts the tiers answer: the training pairs' prompts.")
     generate: GenerateConfig = Field(default_factory=lambda: GenerateConfig(
-        batch_size=16, settings=GenerationSettings(max_new_tokens=128)))
+        batch_size=16, settings=GenerationSettings(max_new_tokens=128)),
+        description="How the tiers answer (backend, batch, decoding); its engine settings also serve eval.")
     # Answers cut by the token limit are kept: at CPU lengths most long answers are cut.
-    filters: FilterConfig = Field(default_factory=lambda: FilterConfig(drop_truncated=False))
-    conditions: list[Condition] = Field(default_factory=list)
-    grid: Grid | None = None
-    audit: AuditStage | None = Field(default_factory=AuditStage)
-    eval: EvalStage = Field(default_factory=EvalStage)
-    plan: PlanSettings | None = None  # the dry run's assumptions (GPU, throughput, token counts)
-    dpo: Stage = Field(default_factory=lambda: Stage(lr=5e-5))
-    sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5))
-    seed: int = 42
+    filters: FilterConfig = Field(default_factory=lambda: FilterConfig(drop_truncated=False),
+                                  description="Which pairs are dropped from each condition's dataset.")
+    conditions: list[Condition] = Field(default_factory=list, description="Conditions named one by one.")
+    grid: Grid | None = Field(default=None, description="Conditions for ordered pairs of tiers, added to `conditions`; null = none.")
+    audit: AuditStage | None = Field(
+        default_factory=AuditStage, description="Judge each dataset's delta before training; null = no audit.")
+    eval: EvalStage = Field(default_factory=EvalStage, description="What is scored on the student and on each trained model.")
+    plan: PlanSettings | None = Field(
+        default=None, description="The dry run's assumptions (GPU, throughput, token counts); null = this machine's.")
+    dpo: Stage = Field(default_factory=lambda: Stage(lr=5e-5), description="Training settings of the preference conditions.")
+    sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5), description="Training settings of the sft conditions.")
+    seed: int = Field(default=42, description="Seed of training, audit sampling, evaluation and the bootstrap intervals.")
     # A run directory made with other settings: refuse (default), or rerun what they change.
-    on_change: Literal["refuse", "rerun"] = "refuse"
+    on_change: Literal["refuse", "rerun"] = Field(
+        default="refuse", description="out_dir holds a run made with other settings: refuse, or rerun what they change.")
 
     # Keys that do not change any result: where things are written and which conditions or suites
     # this invocation covers (each condition's training and each suite's evaluation keep their own

@@ -91,21 +91,26 @@ def train_curves(method: str, X, y_a, y_b, w0, w_star, *, steps: int, lr: float,
 
 class LogRegStudy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["logreg"] = "logreg"
-    name: str = "logreg"
-    out_dir: str = "runs/logreg"
-    dims: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [50, 200, 1000], min_length=1)
-    error_corrs: list[Annotated[float, Field(ge=-1, le=1)]] = Field(default_factory=lambda: [0.0, 0.5, 0.9], min_length=1)
-    teacher_gaps: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.1, 0.3], min_length=1)  # rho_A - rho_B
-    rho_student: float = Field(default=0.8, gt=-1, lt=1)
-    rho_teacher_a: float = Field(default=0.6, gt=-1, lt=1)
-    student_norm: float = Field(default=2.0, gt=0)
-    n_train: int = Field(default=2000, ge=10)
-    n_pop: int = Field(default=10000, ge=10)
-    steps: int = Field(default=150, ge=1)
-    lr: float = Field(default=0.5, gt=0)
-    beta: float = Field(default=1.0, gt=0)
-    seeds: int = Field(default=5, ge=2)  # intervals over seeds need two or more
+    kind: Literal["logreg"] = Field(default="logreg", description="Recipe kind: logreg (the logistic-regression simulation).")
+    name: str = Field(default="logreg", description="A label for the study (kept in results.json with the rest of the recipe).")
+    out_dir: str = Field(default="runs/logreg", description="Directory for results.json, curves.json, the plot and report.md.")
+    dims: list[Annotated[int, Field(ge=2)]] = Field(
+        default_factory=lambda: [50, 200, 1000], min_length=1, description="Input dimensions d to simulate, each at least 2.")
+    error_corrs: list[Annotated[float, Field(ge=-1, le=1)]] = Field(
+        default_factory=lambda: [0.0, 0.5, 0.9], min_length=1,
+        description="Correlations between the two teachers' error directions, each in [-1, 1].")
+    teacher_gaps: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.1, 0.3], min_length=1,
+        description="Gaps rho_A - rho_B between the teachers' cosines with the truth, each in (0, 1).")
+    rho_student: float = Field(default=0.8, gt=-1, lt=1, description="The student's cosine with the true direction w*.")
+    rho_teacher_a: float = Field(default=0.6, gt=-1, lt=1, description="Teacher A's cosine with w*; teacher B's is this minus each gap.")
+    student_norm: float = Field(default=2.0, gt=0, description="Norm of the student's starting weight vector (its cosine with w* is rho_student).")
+    n_train: int = Field(default=2000, ge=10, description="Training points the teachers label.")
+    n_pop: int = Field(default=10000, ge=10, description="Fresh points on which the population logistic loss is measured.")
+    steps: int = Field(default=150, ge=1, description="Full-batch gradient-descent steps per run.")
+    lr: float = Field(default=0.5, gt=0, description="Gradient-descent step size.")
+    beta: float = Field(default=1.0, gt=0, description="beta of the preference (DPO) update.")
+    seeds: int = Field(default=5, ge=2, description="Seeds per setting; intervals over seeds need two or more.")
 
     @model_validator(mode="after")
     def _teacher_b_exists(self) -> "LogRegStudy":

@@ -18,16 +18,22 @@ from ..train.methods import METHODS
 
 class PlanSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    gpu: str = "H100-80GB-SXM"
-    gpus: int = Field(default=8, ge=1)
-    peak_tflops: float = Field(default=989.0, gt=0)  # per GPU, bf16 dense (H100 SXM datasheet)
-    train_mfu: float = Field(default=0.35, gt=0, le=1)  # DeepSpeed ZeRO-1 + gradient checkpointing on 8B: an assumption
-    generate_mfu: float = Field(default=0.10, gt=0, le=1)  # vLLM greedy decoding is memory-bound: an assumption
-    prompts: int | None = Field(default=None, gt=0)  # default: prompts.limit of the recipe
-    prompt_tokens: int = Field(default=200, gt=0)  # mean, per prompt
-    response_tokens: int = Field(default=500, gt=0)  # mean, per answer
-    accelerate_config: str = "configs/accelerate/zero1.yaml"
-    harness: str | None = "olmes"  # olmes | lm-eval for the paper's 11 benchmarks; None: our offline suites only
+    gpu: str = Field(default="H100-80GB-SXM", description="The GPU's name, a label in the plan's table.")
+    gpus: int = Field(default=8, ge=1, description="GPUs to run on: training commands launch this many processes; wall time = GPU-hours / gpus.")
+    peak_tflops: float = Field(default=989.0, gt=0, description="Peak TFLOP/s per GPU, bf16 dense (the default is the H100 SXM datasheet's).")
+    # DeepSpeed ZeRO-1 + gradient checkpointing on 8B: an assumption
+    train_mfu: float = Field(
+        default=0.35, gt=0, le=1, description="Assumed share of peak_tflops reached in training (model FLOPs utilisation), in (0, 1].")
+    # vLLM greedy decoding is memory-bound: an assumption
+    generate_mfu: float = Field(
+        default=0.10, gt=0, le=1, description="Assumed share of peak_tflops reached in generation (memory-bound decoding), in (0, 1].")
+    prompts: int | None = Field(default=None, gt=0, description="Prompts to plan for; null = the recipe's prompts.limit.")
+    prompt_tokens: int = Field(default=200, gt=0, description="Mean tokens per prompt.")
+    response_tokens: int = Field(default=500, gt=0, description="Mean tokens per answer.")
+    accelerate_config: str = Field(
+        default="configs/accelerate/zero1.yaml", description="The accelerate config file the printed training commands launch with.")
+    harness: str | None = Field(
+        default="olmes", description="Harness the printed commands run the paper's benchmarks with: olmes or lm-eval; null = none.")
 
 
 def local_size(spec) -> int | None:

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    category: str | None = None
+    split: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 class GenerationSettings(BaseModel):
     """Decoding settings. Defaults follow the paper: greedy, no system prompt of ours."""
 
     model_config = ConfigDict(extra="forbid")
-    max_new_tokens: int = Field(default=256, gt=0)
-    temperature: float = Field(default=0.0, ge=0.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: int = 0
+    max_new_tokens: int = Field(default=256, gt=0, description="Most tokens generated per answer.")
+    temperature: float = Field(default=0.0, ge=0.0, description="Sampling temperature; 0 = greedy decoding.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling's probability mass, in (0, 1]; 1 = off. Used when temperature > 0.")
+    seed: int = Field(default=0, description="Sampling seed (used when temperature > 0).")
 
     def key(self) -> dict:
         return self.model_dump()

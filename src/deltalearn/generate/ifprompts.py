@@ -17,7 +17,7 @@ import re
 from importlib import resources
 
 from ..errors import DeltaError
-from .prompts import Prompt
+from .base import Prompt
 
 SPLITS = ("train", "heldout")
 SEED = 0  # part of the set's definition: another seed is another dataset

@@ -23,15 +23,16 @@ from .base import Completion, GenerationSettings
 
 class EndpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    base_url: str
-    model: str | None = None  # defaults to the tier's `model`
-    api_key_env: str | None = "OPENAI_API_KEY"
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    backoff_s: float = Field(default=1.0, ge=0)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    concurrency: int = Field(default=4, ge=1)
-    size: int | None = None  # declared parameter count, for the size heuristic
+    base_url: str = Field(description="The API's base URL, to which /chat/completions is appended (e.g. http://host:8000/v1).")
+    model: str | None = Field(default=None, description="The model name the endpoint serves; null = the tier's `model`.")
+    api_key_env: str | None = Field(
+        default="OPENAI_API_KEY", description="Environment variable that holds the API key (never logged); null = no key.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds to wait for one response.")
+    max_retries: int = Field(default=4, ge=0, description="Retries after a timeout, a connection error, HTTP 429 or 5xx.")
+    backoff_s: float = Field(default=1.0, ge=0, description="Seconds before the first retry, doubled for each later one.")
+    requests_per_minute: float | None = Field(default=None, gt=0, description="Client-side rate limit; null = none.")
+    concurrency: int = Field(default=4, ge=1, description="Requests in flight at once.")
+    size: int | None = Field(default=None, description="Parameter count for the size heuristic, used when the tier declares no `size`.")
 
 
 class EndpointError(DeltaError):

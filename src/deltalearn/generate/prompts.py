@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import DeltaError, where
+from .base import Prompt  # noqa: F401  (re-exported: callers import it from here)
 
 SHIPPED = "shipped"
 BUILT_IN = (SHIPPED, "mbpp", "ifeval")
@@ -22,12 +22,14 @@ class PromptsConfig(BaseModel):
     or a JSONL / CSV / parquet file or saved dataset."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str = SHIPPED
-    column: str = "prompt"
-    id_column: str | None = "id"
-    category_column: str | None = "category"
-    split: str | None = None
-    limit: int | None = Field(default=None, gt=0)
+    source: str = Field(default=SHIPPED, description="shipped, mbpp, ifeval, or a JSONL / JSON / CSV / parquet file or saved dataset.")
+    column: str = Field(default="prompt", description="The file's column that holds the prompt text.")
+    id_column: str | None = Field(
+        default="id", description="The column of prompt ids; without it (or null) ids are the file's stem and line number.")
+    category_column: str | None = Field(default="category", description="The column of prompt categories, kept with the answers; null = none.")
+    split: str | None = Field(
+        default=None, description="Keep rows whose `split` column equals this (mbpp, ifeval: which split, default train).")
+    limit: int | None = Field(default=None, gt=0, description="Use only the first this many prompts; null = all.")
 
     def load(self) -> list["Prompt"]:
         return load_prompts(self.source, column=self.column, id_column=self.id_column,
@@ -40,13 +42,6 @@ class PromptsConfig(BaseModel):
         return []
 
 
-@dataclass(frozen=True)
-class Prompt:
-    id: str
-    text: str
-    category: str | None = None
-    split: str | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 def shipped_path() -> Path:

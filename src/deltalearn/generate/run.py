@@ -22,13 +22,14 @@ from .vllm_backend import VLLMConfig
 
 class GenerateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["hf", "vllm", "openai"] = "hf"
-    batch_size: int = Field(default=16, ge=1)
-    dtype: str = "float32"
-    device: str = "cpu"
-    settings: GenerationSettings = Field(default_factory=GenerationSettings)
-    endpoint: EndpointConfig | None = None
-    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        default="hf", description="Engine: hf (transformers, in process), vllm (a vLLM worker) or openai (an endpoint).")
+    batch_size: int = Field(default=16, ge=1, description="Prompts sent to the engine at once.")
+    dtype: str = Field(default="float32", description="hf backend: the weights' dtype (float32, bfloat16, ...).")
+    device: str = Field(default="cpu", description="hf backend: the torch device (cpu, cuda, cuda:1, ...).")
+    settings: GenerationSettings = Field(default_factory=GenerationSettings, description="Decoding settings.")
+    endpoint: EndpointConfig | None = Field(default=None, description="The OpenAI-compatible endpoint; needed by backend openai.")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="vllm backend: the engine's settings.")
 
 
 def tier_key_fingerprint(tier: TierSpec, cfg: GenerateConfig) -> str:

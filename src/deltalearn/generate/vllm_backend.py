@@ -26,13 +26,16 @@ from .base import Completion, GenerationSettings
 
 class VLLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    python: str | None = None  # the Python that has vLLM; default: this one if it has vLLM, else ./.venv-vllm/bin/python
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    dtype: str | None = None  # default: bfloat16 on a GPU, float32 on the CPU
-    max_model_len: int | None = Field(default=2048, gt=0)
-    enforce_eager: bool | None = None  # default: True on the CPU (no graph capture there)
-    cpu_kvcache_gb: int = Field(default=2, ge=1)  # VLLM_CPU_KVCACHE_SPACE on the CPU build
+    python: str | None = Field(
+        default=None, description="The Python that has vLLM; null = this one if it has vLLM, else ./.venv-vllm/bin/python.")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs each model is split over (vLLM tensor parallelism).")
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take, in (0, 1]; ignored on the CPU.")
+    dtype: str | None = Field(default=None, description="vLLM's weight dtype; null = bfloat16 on a GPU, float32 on the CPU.")
+    max_model_len: int | None = Field(default=2048, gt=0, description="Most tokens of prompt plus answer per sequence (vLLM's max_model_len); null = the model's.")
+    enforce_eager: bool | None = Field(
+        default=None, description="Run vLLM eagerly, without CUDA graph capture; null = true on the CPU, false on a GPU.")
+    cpu_kvcache_gb: int = Field(default=2, ge=1, description="GB for the KV cache on the CPU build (VLLM_CPU_KVCACHE_SPACE).")
 
 
 def vllm_python(cfg: VLLMConfig) -> str:

@@ -15,7 +15,7 @@ DROP4 = [12, 16, 20, 24]
 
 class Ladder(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tiers: list[TierSpec] = Field(min_length=1)
+    tiers: list[TierSpec] = Field(min_length=1, description="The tiers, names unique; list the strongest first (grid order follows it).")
 
     @field_validator("tiers")
     @classmethod

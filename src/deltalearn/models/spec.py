@@ -17,9 +17,10 @@ class Degradation(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    drop_layers: list[int] = Field(default_factory=list)
-    quantize_bits: int | None = Field(default=None, ge=2, le=8)
-    quantize_group: int = Field(default=16, ge=2)
+    drop_layers: list[int] = Field(default_factory=list, description="Indices (0-based) of the source model's decoder layers to delete.")
+    quantize_bits: int | None = Field(
+        default=None, ge=2, le=8, description="Round the decoder's linear weights to this many bits (2-8); null = no quantisation.")
+    quantize_group: int = Field(default=16, ge=2, description="Input weights per quantisation group, one scale each; must divide the layers' input width.")
 
     def is_identity(self) -> bool:
         return not self.drop_layers and self.quantize_bits is None
@@ -33,13 +34,16 @@ class TierSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    model: str = EMBEDDED
-    gguf_file: str | None = None
-    revision: str | None = None
-    degrade: Degradation | None = None
-    size: int | None = Field(default=None, gt=0)
-    trust_remote_code: bool = False
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$",
+                      description="The tier's name, a label used in file names: letters, digits, `_`, `.` and `-`.")
+    model: str = Field(default=EMBEDDED, description="A local HF directory, a .gguf file, a hub id, models:NAME or embedded:smollm2-135m-instruct.")
+    gguf_file: str | None = Field(
+        default=None, description="A GGUF file to load: its name inside the `model` directory, or a path; null = none.")
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit) of a hub id; null = the default branch.")
+    degrade: Degradation | None = Field(default=None, description="Make the tier weaker by dropping layers or quantising; null = as loaded.")
+    size: int | None = Field(
+        default=None, gt=0, description="Parameter count, for the size heuristic; null = counted from the loaded model.")
+    trust_remote_code: bool = Field(default=False, description="Let transformers run the model repository's own code.")
 
     @model_validator(mode="after")
     def _no_identity_degradation(self) -> "TierSpec":

@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class FilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    drop_empty: bool = True
-    drop_identical: bool = True
-    drop_truncated: bool = True  # either answer stopped by the token limit
-    min_length_ratio: float | None = Field(default=None, gt=0)  # len(chosen) / len(rejected), characters
-    max_length_ratio: float | None = Field(default=None, gt=0)
+    drop_empty: bool = Field(default=True, description="Drop a pair when either answer is empty or only whitespace.")
+    drop_identical: bool = Field(default=True, description="Drop a pair whose two answers are the same text (surrounding whitespace ignored).")
+    drop_truncated: bool = Field(default=True, description="Drop a pair when either answer was stopped by the token limit.")
+    min_length_ratio: float | None = Field(
+        default=None, gt=0, description="Drop a pair when len(chosen) / len(rejected), in characters, is below this; null = no bound.")
+    max_length_ratio: float | None = Field(
+        default=None, gt=0, description="Drop a pair when len(chosen) / len(rejected), in characters, is above this; null = no bound.")
 
 
 REASONS = ("empty", "identical", "truncated", "length_ratio")

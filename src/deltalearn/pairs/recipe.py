@@ -15,18 +15,18 @@ from .strategies import StrategyConfig
 
 
 class PairsConfig(StrategyConfig):
-    filters: FilterConfig = Field(default_factory=FilterConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig, description="Which pairs are dropped before they are written.")
 
 
 class PairsRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["pairs"] = "pairs"
-    name: str = "pairs"
-    out_dir: str = "runs/pairs"
-    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
-    ladder: Ladder = Field(default_factory=default_ladder)
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    kind: Literal["pairs"] = Field(default="pairs", description="Recipe kind: pairs (prompts -> every tier's answers -> pairs).")
+    name: str = Field(default="pairs", description="A label for this recipe (kept in manifest.json with the rest of it).")
+    out_dir: str = Field(default="runs/pairs", description="Directory for the answers' caches, the pair datasets and manifest.json.")
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="The prompts every tier answers.")
+    ladder: Ladder = Field(default_factory=default_ladder, description="The tiers that answer, or `default` (the embedded model and two weaker cuts of it).")
+    generate: GenerateConfig = Field(default_factory=GenerateConfig, description="How the answers are generated: backend, batch size, decoding.")
+    pairs: PairsConfig = Field(default_factory=PairsConfig, description="Which tiers' answers are paired (chosen over rejected), and the filters.")
 
     @field_validator("ladder", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from .. import __version__
 from ..generate.prompts import load_prompts
 from ..generate.run import generate_ladder
 from ..io import fingerprint, write_json_atomic
+from ..rundir import MANIFEST
 from .dataset import build_pairs, write_pairs
 from .strategies import check_tier_names, plan_pairs
 
@@ -37,5 +38,5 @@ def run_pairs(recipe, *, console=None) -> dict:
         "datasets": datasets,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    write_json_atomic(out / "manifest.json", manifest)
+    write_json_atomic(out / MANIFEST, manifest)
     return manifest

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import DeltaError
 
@@ -30,11 +30,14 @@ class StrategyConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    strategy: Literal["size", "explicit", "self_vs_weaker", "all_pairs"] = "size"
-    tiers: list[str] | None = None
-    chosen: str | None = None
-    rejected: str | list[str] | None = None
-    student: str | None = None
+    strategy: Literal["size", "explicit", "self_vs_weaker", "all_pairs"] = Field(
+        default="size", description="size (adjacent tiers, bigger chosen), explicit, self_vs_weaker or all_pairs (every pair, bigger chosen).")
+    tiers: list[str] | None = Field(
+        default=None, description="Tier names that `size` and `all_pairs` pair; null = the whole ladder.")
+    chosen: str | None = Field(default=None, description="`explicit`: the tier whose answers are chosen.")
+    rejected: str | list[str] | None = Field(
+        default=None, description="`explicit`: the rejected tier; `self_vs_weaker`: rejected tiers (null = every smaller one).")
+    student: str | None = Field(default=None, description="`self_vs_weaker`: the tier whose own answers are chosen.")
 
     @model_validator(mode="after")
     def _needs(self) -> "StrategyConfig":

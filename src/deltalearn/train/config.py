@@ -21,74 +21,89 @@ BOOKKEEPING = frozenset({"name", "out_dir", "tracker", "save_every", "keep_check
 
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    r: int = Field(default=16, gt=0)
-    alpha: int = Field(default=32, gt=0)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
+    r: int = Field(default=16, gt=0, description="LoRA rank of each adapter.")
+    alpha: int = Field(default=32, gt=0, description="LoRA alpha: the adapter's update is scaled by alpha / r.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapters' input, in [0, 1).")
+    target_modules: str | list[str] = Field(
+        default="all-linear", description="Modules that get adapters: `all-linear` or a list of module names (as peft takes).")
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["train"] = "train"
-    preset: Literal["paper", "cpu"] | None = None
-    name: str = "train"
-    out_dir: str = "runs/train"
-    model: TierSpec = Field(default_factory=lambda: TierSpec(name="policy", model=EMBEDDED))
-    data: str  # pairs JSONL or saved dataset directory
-    data_split: str | None = None  # keep rows whose `split` column equals this
+    kind: Literal["train"] = Field(default="train", description="Recipe kind: train (one training run on a pairs file).")
+    preset: Literal["paper", "cpu"] | None = Field(
+        default=None, description="Defaults under the recipe's own keys: paper (released configs) or cpu (embedded model, CPU).")
+    name: str = Field(default="train", description="Run name, a label (the wandb run's name).")
+    out_dir: str = Field(default="runs/train", description="Directory for checkpoints, final weights, metrics and the run record.")
+    model: TierSpec = Field(default_factory=lambda: TierSpec(name="policy", model=EMBEDDED),
+                            description="The starting model: the policy, and the frozen reference of methods that have one.")
+    data: str = Field(description="The pairs to train on: a pairs JSONL or a saved dataset directory.")
+    data_split: str | None = Field(default=None, description="Keep only rows whose `split` column equals this; null = every row.")
 
-    method: MethodName = "dpo_norm"
-    beta: float = Field(default=5.0, gt=0)
-    gamma: float = 0.5  # simpo margin
-    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)  # dpo only
-    nll_coef: float = Field(default=0.0, ge=0)  # optional NLL on chosen; 0 in every released config
+    method: MethodName = Field(default="dpo_norm", description="Loss: dpo_norm (the paper's), dpo, ipo, simpo or sft.")
+    beta: float = Field(default=5.0, gt=0, description="beta of the preference losses (dpo_norm, dpo, ipo, simpo); unused by sft.")
+    gamma: float = Field(default=0.5, description="SimPO's target reward margin; simpo only.")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="cDPO label smoothing, in [0, 0.5); dpo only.")
+    nll_coef: float = Field(
+        default=0.0, ge=0, description="Weight of an extra NLL term on the chosen answer; 0 = off (as in every released config).")
 
-    lr: float = Field(default=5e-8, gt=0)
-    epochs: int = Field(default=1, ge=1)
-    max_steps: int | None = Field(default=None, gt=0)
-    global_batch_size: int = Field(default=32, ge=1)
-    micro_batch_size: int = Field(default=1, ge=1)  # pairs per forward, per process
-    max_length: int = Field(default=2048, gt=8)
-    truncation: Literal["truncate", "drop"] = "truncate"
-    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.95)
-    adam_eps: float = 1e-8
-    max_grad_norm: float | None = 1.0
-    seed: int = 42
+    lr: float = Field(default=5e-8, gt=0, description="Peak learning rate (AdamW).")
+    epochs: int = Field(default=1, ge=1, description="Passes over the pairs.")
+    max_steps: int | None = Field(default=None, gt=0, description="Stop after this many optimizer steps if the epochs give more; null = no cap.")
+    global_batch_size: int = Field(
+        default=32, ge=1, description="Pairs per optimizer step, over all processes; a multiple of micro_batch_size.")
+    micro_batch_size: int = Field(
+        default=1, ge=1, description="Pairs per forward pass, per process: speed and memory only, not the result.")
+    max_length: int = Field(default=2048, gt=8, description="Most tokens of prompt plus answer; a longer pair follows `truncation`.")
+    truncation: Literal["truncate", "drop"] = Field(
+        default="truncate", description="Pairs over max_length: truncate (cut the answers to fit) or drop (leave the pair out).")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Share of the steps spent in linear learning-rate warm-up, in [0, 1).")
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="The cosine schedule ends at this fraction of lr, in [0, 1].")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    adam_betas: tuple[float, float] = Field(default=(0.9, 0.95), description="AdamW (beta1, beta2).")
+    adam_eps: float = Field(default=1e-8, description="AdamW epsilon.")
+    max_grad_norm: float | None = Field(default=1.0, description="Clip the gradients' global norm to this; null or 0 = no clipping.")
+    seed: int = Field(default=42, description="Random seed: the pairs' order in each epoch, dropout and the like.")
 
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        default="float32", description="Compute precision: float32, or bfloat16 (bf16 autocast over float32 weights).")
     # How the step is spread over processes (train/engines.py): `none` = one process or DDP through
     # accelerate; `deepspeed` = ZeRO `zero_stage` (1, 2 or 3); `fsdp2` = torch fully_shard. An accelerate
     # launch config that asks for DeepSpeed or FSDP selects the same engines.
-    sharding: Literal["none", "deepspeed", "fsdp2"] = "none"
-    zero_stage: int = Field(default=2, ge=1, le=3)
-    gradient_checkpointing: bool = False
-    lora: LoraSettings | None = None
-    logprob_chunk: int = Field(default=1024, gt=0)
+    sharding: Literal["none", "deepspeed", "fsdp2"] = Field(
+        default="none", description="none (one process or DDP), deepspeed (ZeRO `zero_stage`) or fsdp2 (torch fully_shard).")
+    zero_stage: int = Field(default=2, ge=1, le=3, description="DeepSpeed ZeRO stage, 1, 2 or 3, when sharding is deepspeed.")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations during backward: less memory, slower steps.")
+    lora: LoraSettings | None = Field(default=None, description="Train a LoRA adapter with these settings; null = train every weight.")
+    logprob_chunk: int = Field(
+        default=1024, gt=0, description="Most response positions per chunk when the LM head computes log-probs.")
     # Memory (MB) for keeping the LM head's softmax from forward to backward instead of recomputing
     # it chunk by chunk; 0 = recompute (never holds [response tokens, vocab] at once).
-    head_keep_mb: int = Field(default=0, ge=0)
+    head_keep_mb: int = Field(
+        default=0, ge=0, description="MB for keeping the LM head's softmax from forward to backward; 0 = recompute it.")
     # Compile each decoder layer (torch.compile, dynamic shapes) for training: fuses the element-wise
     # work between matmuls. Costs a compile before the first step (cached on disk for later runs);
     # on the CPU it needs a C++ compiler and runs eager, with a warning, without one.
-    torch_compile: bool = False
+    torch_compile: bool = Field(default=False, description="Compile each decoder layer with torch.compile (costs a compile first).")
     # Pack a micro-batch's rows into one row with attention per row (scoring/packing.py), so no matmul
     # runs on padding. Needs a model with plain causal sdpa attention; others train padded, with a warning.
-    padding_free: bool = False
+    padding_free: bool = Field(
+        default=False, description="Pack a micro-batch's rows into one row, attention per row: no compute on padding.")
     # Gated SiLU MLPs (Llama-style) as one autograd function that keeps x, gate(x) and up(x) for backward
     # and recomputes the rest (train/lean_mlp.py): a quarter less activation memory. float32, no
     # DeepSpeed/FSDP, not with torch_compile (Inductor picks what to keep itself).
-    lean_mlp: bool = False
+    lean_mlp: bool = Field(
+        default=False, description="Gated MLPs keep only x, gate(x), up(x) for backward: less memory (float32, unsharded).")
 
-    save_every: int = Field(default=0, ge=0)  # steps; 0 = only the final model
-    keep_checkpoints: int = Field(default=2, ge=1)
-    log_every: int = Field(default=1, ge=1)
-    tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    save_every: int = Field(default=0, ge=0, description="Save a checkpoint every this many steps; 0 = only the final model.")
+    keep_checkpoints: int = Field(default=2, ge=1, description="Checkpoints kept on disk; older ones are deleted.")
+    log_every: int = Field(default=1, ge=1, description="Write metrics every this many steps (and at the last step).")
+    tracker: Literal["tensorboard", "wandb", "none"] = Field(
+        default="tensorboard", description="Where metrics go besides metrics.jsonl: tensorboard, wandb or none.")
     # What to do when out_dir holds a run made with other inputs: refuse (the default: nothing is
     # ever silently reused or resumed) or rerun (delete that run and train again).
-    on_change: Literal["refuse", "rerun"] = "refuse"
+    on_change: Literal["refuse", "rerun"] = Field(
+        default="refuse", description="out_dir holds a run made with other inputs: refuse, or rerun (delete it, train again).")
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,6 @@ optimizer, resume), `train_step` (one optimizer step), `finish` (final weights, 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from ..io import (append_jsonl, atomic_dir, cache_dir, file_fingerprint, fingerp
                   remove_stale_temps, write_json_atomic, write_jsonl_atomic, write_text_atomic)
 from ..models.loading import dir_fingerprint, load_model, tier_fingerprint
 from ..pairs.dataset import load_pairs
+from ..rundir import SUMMARY, read_summary, summary_path
 from . import losses as L
 from .batching import apply_length_policy, collate, global_batches, micro_batches, tokenize_dataset
 from .checkpoint import latest_checkpoint
@@ -86,7 +86,7 @@ def done_with(cfg: TrainConfig) -> bool:
 
 def _legacy(out: Path) -> bool:
     """A run directory made before run records: its inputs are unknown."""
-    return not (out / record.RECORD).is_file() and any((out / n).exists() for n in ("config.yaml", "summary.json", "checkpoints"))
+    return not (out / record.RECORD).is_file() and any((out / n).exists() for n in ("config.yaml", SUMMARY, "checkpoints"))
 
 
 def _clear(out: Path) -> None:
@@ -94,7 +94,7 @@ def _clear(out: Path) -> None:
 
     for name in ("checkpoints", "final", "tensorboard"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("summary.json", "metrics.jsonl", "config.yaml"):
+    for name in (SUMMARY, "metrics.jsonl", "config.yaml"):
         (out / name).unlink(missing_ok=True)
 
 
@@ -134,8 +134,7 @@ def train(cfg: TrainConfig, *, console=None) -> dict | None:
         )
     engine = make_engine(cfg, cfg.global_batch_size // (world * cfg.micro_batch_size))
     if claim(cfg, engine.main, engine) == "done":
-        summary_path = Path(cfg.out_dir) / "summary.json"
-        return json.loads(summary_path.read_text()) if engine.main else None
+        return read_summary(cfg.out_dir) if engine.main else None
     if engine.device.type == "cpu":
         keep_freed_memory()
     set_seed(cfg.seed)
@@ -487,7 +486,7 @@ def finish(run: Run) -> dict | None:
         if history and run.best_peak else None,
     }
     faults.point("train.before_summary")
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(summary_path(out), summary)
     faults.point("train.before_done")
     record.mark(out, "train", run_inputs(cfg), "done")
     return summary
