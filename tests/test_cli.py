@@ -196,3 +196,13 @@ def test_recipe_explain_shows_every_key_with_its_description():
     assert '| beta | float | 5.0 |' in res.output
     proc = subprocess.run([sys.executable, "-m", "deltalearn", "recipe", "explain", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("deltalearn: unknown recipe kind 'nope' (kinds: pairs, train")
+
+
+def test_the_docs_key_tables_are_the_recipe_models_own():
+    from pathlib import Path
+
+    from deltalearn.recipes_explain import explain, kinds
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "recipe-keys.md").read_text()
+    for kind in kinds():
+        assert f"## kind: {kind}\n\n{explain(kind)}\n" in doc, f"docs/recipe-keys.md is stale for {kind}: regenerate it"
