@@ -22,6 +22,7 @@ from ..io import write_json_atomic, write_jsonl_atomic
 from ..models.spec import EMBEDDED, TierSpec
 from .bold import with_k_sections
 from .common import Stage, claim_study, finish_study, train_stage
+from ..rundir import RESULTS
 
 # condition -> (method, chosen (k, variant), rejected (k, variant))
 CONDITIONS = {
@@ -175,7 +176,7 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
                "pairs": pair_counts, "seconds": {k: round(v, 1) for k, v in times.items()},
                "total_seconds": round(time.perf_counter() - t0, 1), "train_pairs": max(pair_counts.values(), default=0),
                "paper": PAPER, "config": cfg.model_dump(mode="json")}
-    write_json_atomic(out / "results.json", summary)
+    write_json_atomic(out / RESULTS, summary)
     from .report import bold_report
 
     bold_report(out)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import RecipeErrors
 from ..models.spec import TierSpec
 from ..train.methods import MethodName
+from ..rundir import RESULTS
 
 _OWN = ("method", "beta", "lr", "global_batch_size", "micro_batch_size", "epochs", "max_length", "nll_coef")
 _SET_BY_STUDY = {"model", "data", "out_dir", "seed", "name", "preset", "on_change"}
@@ -93,7 +94,7 @@ def claim_study(cfg, bookkeeping: set[str]) -> None:
 
     out = Path(cfg.out_dir)
     inputs = study_inputs(cfg, bookkeeping)
-    legacy = not (out / record.RECORD).is_file() and (out / "results.json").is_file()
+    legacy = not (out / record.RECORD).is_file() and (out / RESULTS).is_file()
     record.check(out, "study", inputs, cfg.on_change, legacy=legacy, what=f"a {cfg.kind} study",
                  ignore=bookkeeping_keys(cfg, bookkeeping))
     out.mkdir(parents=True, exist_ok=True)

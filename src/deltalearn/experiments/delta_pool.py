@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import DeltaError
 from ..io import read_jsonl, write_json_atomic, write_text_atomic
 from ..metrics.stats import bootstrap_ci, spearman
+from ..rundir import RESULTS, read_summary
 
 # Keys a seed's run may change without making it another study.
 SEED_KEYS = {"seed", "out_dir", "description"}
@@ -23,7 +24,7 @@ SEED_KEYS = {"seed", "out_dir", "description"}
 def _load(run_dirs: list[Path]) -> list[dict]:
     runs = []
     for d in run_dirs:
-        path = Path(d) / "results.json"
+        path = Path(d) / RESULTS
         if not path.is_file():
             raise DeltaError(f"{d}: no results.json; run its report stage first (deltalearn run RECIPE --stage report)")
         s = json.loads(path.read_text())
@@ -59,7 +60,7 @@ def _run_names(run: dict) -> dict[str, str]:
 
 
 def _better(run: dict) -> dict[str, str]:
-    base = json.loads((run["dir"] / "eval" / "base" / "summary.json").read_text())["suites"]
+    base = read_summary(run["dir"] / "eval" / "base")["suites"]
     return {f"{s}.{m}": v.get("better", "higher") for s, info in base.items() for m, v in info["metrics"].items()}
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..io import write_text_atomic
+from ..rundir import REPORT, RESULTS
 
 
 def _ci(v: dict | None, key: str = "ci95", fmt: str = "{:+.3f}") -> str:
@@ -59,7 +60,7 @@ def delta_report(run_dir: str | Path) -> Path:
     from ..report.plots import bar_with_ci, scatter_with_ci
 
     run = Path(run_dir)
-    s = json.loads((run / "results.json").read_text())
+    s = json.loads((run / RESULTS).read_text())
     res, cfg = s["results"], s["config"]
     names = list(res)
     label = short_labels(res)
@@ -119,6 +120,6 @@ def delta_report(run_dir: str | Path) -> Path:
     lines += _answer_section(s)
     lines += ["", "## Wall time where it ran", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
-    path = run / "report.md"
+    path = run / REPORT
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import record
 from ..io import has_weights
 from ..evaluate.suites import expand
+from ..rundir import DATA, REPORT, RESULTS, SUMMARY, has_summary
 
 
 def _suites_done(eval_dir: Path, suites: list[str]) -> int:
@@ -35,26 +36,26 @@ def study_status(cfg) -> dict:
     """One row per model (the student, then each condition): pairs, judged delta, training state and
     seconds, suites evaluated and their seconds; plus whether the data stage and the report are done."""
     out = Path(cfg.out_dir)
-    data = json.loads((out / "data.json").read_text()) if (out / "data.json").is_file() else None
+    data = json.loads((out / DATA).read_text()) if (out / DATA).is_file() else None
     suites = expand(cfg.eval.suites)
     rows = [{"name": "student", "pairs": None, "delta": None, "trained": "-", "train_s": None,
              "evaluated": _suites_done(out / "eval" / "base", suites),
-             "eval_s": _seconds(out / "eval" / "base" / "summary.json", suites)}]
+             "eval_s": _seconds(out / "eval" / "base" / SUMMARY, suites)}]
     for c in cfg.all_conditions():
         res = (data or {}).get("results", {}).get(c.name, {})
         model = out / "models" / c.run_name
-        if (model / "summary.json").is_file():
+        if has_summary(model):
             trained = "yes" if has_weights(model / "final") else "yes (weights not kept)"
         else:
             trained = "started" if (model / "record.json").is_file() else "no"
         audit = res.get("audit") or {}
         rows.append({"name": c.name, "pairs": res.get("pairs"), "delta": audit.get("mean_delta"),
-                     "trained": trained, "train_s": _seconds(model / "summary.json"),
+                     "trained": trained, "train_s": _seconds(model / SUMMARY),
                      "evaluated": _suites_done(out / "eval" / c.run_name, suites),
-                     "eval_s": _seconds(out / "eval" / c.run_name / "summary.json", suites)})
+                     "eval_s": _seconds(out / "eval" / c.run_name / SUMMARY, suites)})
     return {"out_dir": str(out), "data": data is not None, "suites": len(suites), "rows": rows,
-            "report": (out / "report.md").is_file() and (out / "results.json").is_file()
-            and not json.loads((out / "results.json").read_text()).get("missing")}
+            "report": (out / REPORT).is_file() and (out / RESULTS).is_file()
+            and not json.loads((out / RESULTS).read_text()).get("missing")}
 
 
 def next_commands(status: dict, recipe: str, overrides: list[str] | None) -> list[str]:

@@ -31,6 +31,7 @@ from .common import Stage, claim_study, finish_study, train_stage
 from .plan import PlanSettings
 
 from ..train.methods import MethodName as Method
+from ..rundir import DATA, RESULTS, has_summary, read_summary
 
 
 class Condition(BaseModel):
@@ -358,10 +359,10 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
                 continue
             audit_dir = out / "audit" / c.run_name
             inputs = _audit_inputs(cfg, Path(results[c.name]["data"]))
-            legacy = (audit_dir / "summary.json").is_file() and "audit" not in record.read(audit_dir)
+            legacy = has_summary(audit_dir) and "audit" not in record.read(audit_dir)
             if record.check(audit_dir, "audit", inputs, cfg.on_change, legacy=legacy, what="an audit",
                             resumable=lambda: False) == "done":
-                a = json.loads((audit_dir / "summary.json").read_text())
+                a = read_summary(audit_dir)
             else:
                 record.mark(audit_dir, "audit", inputs, "started")  # before any output: a kill leaves it redoable
                 judge = judge or _judge(cfg)  # loaded once, and only when some audit is not done
@@ -375,7 +376,7 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
         del judge
         times["audit"] = time.perf_counter() - t
     data = {"results": results, "generation": gen_stats, "seconds": times}
-    write_json_atomic(out / "data.json", data)
+    write_json_atomic(out / DATA, data)
     faults.point("study.after_data")
     return data
 
@@ -406,8 +407,8 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     t0 = time.perf_counter()
     if stage in ("all", "data"):
         data = _data_stage(cfg, cfg.all_conditions(), out, console)
-    elif (out / "data.json").is_file():
-        data = json.loads((out / "data.json").read_text())
+    elif (out / DATA).is_file():
+        data = json.loads((out / DATA).read_text())
     else:
         raise DeltaError(f"{out}: no data.json; run the data stage first (deltalearn run RECIPE --stage data)")
     results, times = data["results"], dict(data["seconds"])
@@ -424,7 +425,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         _evaluate(cfg, cfg.student, out / "eval" / "base", console)
         for c in conditions:
             final = out / "models" / c.run_name / "final"
-            if not (final.parent / "summary.json").is_file():
+            if not has_summary(final.parent):
                 raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
             if not has_weights(final):
                 if not _kept_evaluation(cfg, c, out, results):
@@ -443,11 +444,11 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     missing = [c.name for c in conditions if not _evaluated(out, c)]
     if missing and stage != "report":
         raise DeltaError(f"conditions not trained or evaluated: {', '.join(missing)}")
-    if len(missing) == len(conditions) or not (base_dir / "summary.json").is_file():
+    if len(missing) == len(conditions) or not has_summary(base_dir):
         raise DeltaError(f"{out}: nothing evaluated yet; run the eval stage first")
     conditions = [c for c in conditions if c.name not in missing]
     for c in conditions:
-        train_summary = json.loads((out / "models" / c.run_name / "summary.json").read_text())
+        train_summary = read_summary(out / "models" / c.run_name)
         last = train_summary.get("last") or {}
         results[c.name]["train"] = {k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")}
         times[f"train {c.name}"] = train_summary["seconds"]
@@ -455,9 +456,9 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         results[c.name]["metrics"], results[c.name]["gain"] = _differences(base_dir, run_dir, cfg)
         results[c.name]["pair_tokens"] = pair_lengths(Path(results[c.name]["data"]))
     for name in ["base", *(c.run_name for c in conditions)]:
-        ev = json.loads((out / "eval" / name / "summary.json").read_text())
+        ev = read_summary(out / "eval" / name)
         times[f"eval {name}"] = sum(s["seconds"] for s in ev["suites"].values())
-    base = json.loads((base_dir / "summary.json").read_text())["suites"]
+    base = read_summary(base_dir)["suites"]
     names = {"student": "base", **{c.name: c.run_name for c in conditions}}
     summary = {
         "study": "delta", "name": cfg.name, "results": {c.name: results[c.name] for c in conditions},
@@ -468,7 +469,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         "config": cfg.model_dump(mode="json"),
     }
     faults.point("study.before_results")
-    write_json_atomic(out / "results.json", summary)
+    write_json_atomic(out / RESULTS, summary)
     from .delta_report import delta_report
 
     delta_report(out)
@@ -534,4 +535,4 @@ def pair_lengths(data: Path) -> dict:
 
 
 def _evaluated(out: Path, c: Condition) -> bool:
-    return (out / "models" / c.run_name / "summary.json").is_file() and (out / "eval" / c.run_name / "summary.json").is_file()
+    return has_summary(out / "models" / c.run_name) and has_summary(out / "eval" / c.run_name)

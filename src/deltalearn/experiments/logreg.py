@@ -34,6 +34,7 @@ from ..errors import RecipeErrors
 
 from ..metrics.stats import bootstrap_ci
 from ..io import write_json_atomic, write_text_atomic
+from ..rundir import REPORT, RESULTS
 
 
 def accuracy(w: np.ndarray, w_star: np.ndarray) -> float:
@@ -155,7 +156,7 @@ def run_logreg(cfg: LogRegStudy, *, console=None) -> dict:
                 rows.append(row)
     summary = {"study": "logreg", "rows": rows, "seconds": round(time.perf_counter() - t0, 1), "config": cfg.model_dump()}
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", summary)
+    write_json_atomic(out / RESULTS, summary)
     (out / "curves.json").write_text(json.dumps(curves))
     logreg_report(out)
     return summary
@@ -165,7 +166,7 @@ def logreg_report(run_dir: str | Path) -> Path:
     from ..report.plots import _plt
 
     run = Path(run_dir)
-    s = json.loads((run / "results.json").read_text())
+    s = json.loads((run / RESULTS).read_text())
     curves = json.loads((run / "curves.json").read_text())
     cfg = s["config"]
     plt = _plt()
@@ -193,6 +194,6 @@ def logreg_report(run_dir: str | Path) -> Path:
         lines.append(f"| {r['d']} | {r['error_corr']} | {r['gap']} | {r['student_acc']:.4f} | {g('pref_best_gain')} | "
                      f"{r['pref_peak_step']:.0f} | {g('pref_final_gain')} | {g('sft_best_gain')} | {g('sft_final_gain')} |")
     lines += ["", "![accuracy curves](accuracy_curves.png)", "", f"Wall time: {s['seconds']} s.", ""]
-    path = run / "report.md"
+    path = run / REPORT
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..io import write_text_atomic
+from ..rundir import REPORT, RESULTS
 
 LABELS = {"base": "base (after warm-up)", "sft3": "SFT on 3-section", "sft2": "SFT on 2-section",
           "dpo_3_over_2": "DPO 3 > 2", "dpo_2_over_3": "DPO 2 > 3", "dpo_3_over_3": "DPO 3 > 3 (zero delta)"}
@@ -83,7 +84,7 @@ def bold_report(run_dir: str | Path) -> Path:
     from ..report.plots import bar_with_ci
 
     run = Path(run_dir)
-    s = json.loads((run / "results.json").read_text())
+    s = json.loads((run / RESULTS).read_text())
     res = s["results"]
     names = list(res)
     bar_with_ci([LABELS.get(n, n) for n in names], [res[n]["bold_sections"]["mean"] for n in names],
@@ -140,6 +141,6 @@ def bold_report(run_dir: str | Path) -> Path:
               "magnitudes (81.1 sections) are not expected here, only the direction of each effect.", "",
               "## Wall time where it ran", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
-    path = run / "report.md"
+    path = run / REPORT
     write_text_atomic(path, "\n".join(lines))
     return path
