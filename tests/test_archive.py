@@ -95,8 +95,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 def test_an_archived_study_restores_and_its_report_comes_back(tmp_path):
     """results/ keeps study 2's three seeds without caches or saved datasets: restored, each seed's
     report is rebuilt from its records word for word, and pooling them gives the kept pool's numbers."""
-    from deltalearn.experiments.delta_pool import pool_delta
-    from deltalearn.experiments.delta_report import delta_report
+    from deltalearn.studies.delta.pool import pool_delta
+    from deltalearn.studies.delta.report import delta_report
 
     kept = json.loads((RESULTS / "wvw-distinct-pooled" / "pooled.json").read_text())
     dirs = []

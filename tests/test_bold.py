@@ -1,7 +1,7 @@
 import pytest
 
 from deltalearn.metrics.text import bold_sections
-from deltalearn.experiments.bold import strip_bold, with_k_sections
+from deltalearn.studies.bold.sections import strip_bold, with_k_sections
 
 ANSWERS = [
     "1. **Set Clear Goals**: Before starting, set goals. This helps you focus.\n\n2. **Create a Schedule**: Study at the same time. Take breaks.",
@@ -36,8 +36,8 @@ def test_too_short_answers_are_refused():
 def test_bold_study_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     import json
 
-    from deltalearn.experiments.bold_study import BoldStudy, run_bold
-    from deltalearn.experiments.report import bold_report
+    from deltalearn.studies.bold.study import BoldStudy, run_bold
+    from deltalearn.studies.bold.report import bold_report
 
     cfg = BoldStudy.model_validate({
         "out_dir": str(tmp_path / "run"), "student": {"name": "tiny", "model": str(tiny_model_dir)},
@@ -75,7 +75,7 @@ def _summary(diff_32, diff_33, words=(80, 70)):
 
 
 def test_the_pattern_is_decided_by_the_paired_intervals_not_the_means():
-    from deltalearn.experiments.report import amplifies, shape_checks
+    from deltalearn.studies.bold.report import amplifies, shape_checks
 
     s = _summary((1.0, 0.4, 1.6), (0.2, -0.3, 0.6))
     c = shape_checks(s)

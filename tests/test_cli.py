@@ -63,7 +63,7 @@ def test_run_dry_run_prints_the_plan_and_the_launch_commands():
     assert "150,000" in res.output and "8.03B" in res.output and "device-hours" in res.output
     assert "--stage train --condition dpo_qwen3b_over_1.5b" in res.output
     bad = CliRunner().invoke(app, ["run", "recipes/logreg.yaml", "--dry-run"])
-    assert "for delta studies" in str(bad.exception)  # main() turns it into one line and exit code 2
+    assert "a logreg study has no plan (studies with one: delta)" in str(bad.exception)  # main(): one line, exit 2
 
 
 def test_run_status_reads_the_run_directory_and_runs_nothing(tmp_path):

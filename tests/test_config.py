@@ -42,9 +42,9 @@ def test_every_shipped_recipe_validates():
     import yaml
 
     from deltalearn.config import validate
-    from deltalearn.experiments.bold_study import BoldStudy
-    from deltalearn.experiments.delta_study import DeltaStudy
-    from deltalearn.experiments.logreg import LogRegStudy
+    from deltalearn.studies.bold.study import BoldStudy
+    from deltalearn.studies.delta.study import DeltaStudy
+    from deltalearn.studies.logreg.study import LogRegStudy
     from deltalearn.train.config import TrainConfig
 
     kinds = {"pairs": PairsRecipe, "train": TrainConfig, "bold": BoldStudy, "logreg": LogRegStudy, "delta": DeltaStudy}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from deltalearn.errors import DeltaError
-from deltalearn.experiments.delta_pool import pool_delta, pool_report, reversed_pairs
-from deltalearn.experiments.delta_study import DeltaStudy
+from deltalearn.studies.delta.pool import pool_delta, pool_report, reversed_pairs
+from deltalearn.studies.delta.study import DeltaStudy
 from deltalearn.metrics.stats import spearman
 
 SPEC = {"student": {"name": "s", "model": "embedded:smollm2-135m-instruct"},

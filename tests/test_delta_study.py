@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deltalearn.audit.judges import loglik_score, novel_mask
-from deltalearn.experiments.delta_study import DeltaStudy, Grid, expand_grid
+from deltalearn.studies.delta.study import DeltaStudy, Grid, expand_grid
 from deltalearn.metrics.stats import paired_gain
 from deltalearn.models.ladder import default_ladder
 
@@ -55,8 +55,8 @@ def test_bad_recipes_are_refused_with_the_reason(bad, match):
 
 
 def test_delta_study_end_to_end_on_a_tiny_ladder(tmp_path, tiny_model_dir):
-    from deltalearn.experiments.delta_report import delta_report
-    from deltalearn.experiments.delta_study import run_delta
+    from deltalearn.studies.delta.report import delta_report
+    from deltalearn.studies.delta.study import run_delta
 
     tiny = str(tiny_model_dir)
     cfg = DeltaStudy.model_validate({
@@ -109,7 +109,7 @@ def test_delta_study_end_to_end_on_a_tiny_ladder(tmp_path, tiny_model_dir):
 
 def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_dir):
     from deltalearn.errors import DeltaError
-    from deltalearn.experiments.delta_study import run_delta
+    from deltalearn.studies.delta.study import run_delta
 
     tiny = str(tiny_model_dir)
     spec = {
@@ -149,7 +149,7 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     assert "answers to 4 shipped train prompts" in (tmp_path / "staged" / "report.md").read_text()
     assert "evaluated on mc_lite (3 items)." in (tmp_path / "staged" / "report.md").read_text()
     assert json.loads((tmp_path / "staged" / "record.json").read_text())["study"]["state"] == "started"
-    from deltalearn.experiments.delta_status import next_commands, study_status
+    from deltalearn.studies.delta.status import next_commands, study_status
 
     st = study_status(staged)
     assert [(r["name"], r["trained"], r["evaluated"]) for r in st["rows"]] == [("student", "-", 1), ("a", "yes", 1), ("b", "no", 0)]
@@ -194,7 +194,7 @@ def test_the_gpu_recipes_validate_and_plan(capsys):
 
     import yaml
 
-    from deltalearn.experiments.plan import plan_study
+    from deltalearn.studies.delta.plan import plan_study
 
     names = ["tulu3_qwen3b_over_1.5b.yaml", "tulu3_weak_pairs.yaml", "tulu3_qwen_grid.yaml"]
     plans = {}
@@ -223,7 +223,7 @@ def test_the_gpu_recipes_validate_and_plan(capsys):
 
 
 def test_grid_plot_labels_drop_the_common_tier_prefix():
-    from deltalearn.experiments.delta_report import short_labels
+    from deltalearn.studies.delta.report import short_labels
 
     res = {"qwen2.5-72b>qwen2.5-32b": {"chosen": "qwen2.5-72b", "rejected": "qwen2.5-32b"},
            "sft_a": {"chosen": "qwen2.5-7b", "rejected": None}}

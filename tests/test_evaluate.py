@@ -326,7 +326,7 @@ def test_the_engine_is_an_input_of_each_generation_suite_and_loglik_suites_stay_
 def test_a_study_run_directory_refuses_a_second_engine(tmp_path):
     """Conditions a study compares are all scored through its one `generate:` engine; a rerun of the
     same run directory through another engine is refused, naming the key, before any work."""
-    from deltalearn.experiments.common import claim_study
+    from deltalearn.studies.common import claim_study
     from deltalearn.recipes import load_any
 
     args = [f"out_dir={tmp_path / 's'}"]

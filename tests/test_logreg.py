@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deltalearn.experiments.logreg import LogRegStudy, accuracy, make_world, run_logreg
+from deltalearn.studies.logreg.study import LogRegStudy, accuracy, make_world, run_logreg
 
 
 def test_closed_form_accuracy_matches_monte_carlo():

@@ -90,7 +90,7 @@ def test_gguf_of_unsupported_architecture(tmp_path):
 
 
 def test_the_ladder_measurement_reports_every_tier_and_its_order_per_metric(tmp_path, tiny_model_dir):
-    from deltalearn.experiments.ladder_measure import DEFAULT, measure_ladder
+    from deltalearn.studies.ladder_measure import DEFAULT, measure_ladder
     from deltalearn.models.ladder import Ladder
 
     ladder = Ladder.model_validate({"tiers": [{"name": "t4", "model": str(tiny_model_dir)},
@@ -108,7 +108,7 @@ def test_the_ladder_measurement_reports_every_tier_and_its_order_per_metric(tmp_
 
 
 def test_the_ladder_table_marks_ties_in_each_order():
-    from deltalearn.experiments.ladder_measure import SUITES, ladder_table
+    from deltalearn.studies.ladder_measure import SUITES, ladder_table
 
     def row(bpc, mean):
         return {"params": 1e8, "bits_per_char": bpc, "tokens_per_s": 1.0,

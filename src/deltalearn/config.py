@@ -1,7 +1,7 @@
 """Recipes: YAML files validated by pydantic, every error reported at once with its file and key.
 
 The general loader: it knows no stage. Each recipe kind's model lives beside its stage
-(pairs/recipe.py, train/config.py, experiments/*); `recipes.py` maps `kind:` to them.
+(pairs/recipe.py, train/config.py, studies/*/study.py); `recipes.py` maps `kind:` to them.
 """
 
 from __future__ import annotations

@@ -9,16 +9,18 @@ from .errors import DeltaError
 
 
 def kinds() -> dict:
-    from .experiments.bold_study import BoldStudy
-    from .experiments.delta_study import DeltaStudy
-    from .experiments.logreg import LogRegStudy
+    """Each recipe kind's schema: pairs and train, then every study plugin's (studies/)."""
     from .pairs.recipe import PairsRecipe
+    from .studies import registry
     from .train.config import TrainConfig
 
-    return {"pairs": PairsRecipe, "train": TrainConfig, "bold": BoldStudy, "delta": DeltaStudy, "logreg": LogRegStudy}
+    return {"pairs": PairsRecipe, "train": TrainConfig, **{k: s.part("schema") for k, s in registry().items()}}
 
 
-STUDIES = ("bold", "delta", "logreg")
+def study_kinds() -> tuple[str, ...]:
+    from .studies import registry
+
+    return tuple(registry())
 
 
 def load_any(path: str | Path | None, overrides: list[str] | None = None, *, allowed: tuple[str, ...] | None = None,

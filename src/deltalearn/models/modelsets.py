@@ -31,6 +31,10 @@ def manifest() -> dict:
     return json.loads(resources.files("deltalearn.data").joinpath("modelsets.json").read_text(encoding="utf-8"))
 
 
+def set_names() -> list[str]:
+    return list(manifest()["sets"])
+
+
 def models_dir() -> Path:
     return cache_dir() / "modelsets"
 

@@ -11,7 +11,7 @@ from .methods import MethodName
 
 
 # Settings that change how a run is logged, saved or run, not what it computes: left out of the inputs
-# a finished run is reused by (train/loop.py) and of a study's (experiments/common.py), so they never
+# a finished run is reused by (train/loop.py) and of a study's (studies/common.py), so they never
 # block a reuse or a resume. torch_compile, lean_mlp and micro_batch_size only change how fast the same
 # step runs (a step's gradient is the same sum over its global batch however it is cut, floating-point
 # order aside). `data` and `model` are paths: the record holds their contents' fingerprints instead.
