@@ -399,7 +399,7 @@ def _check_run_options(study, stage: str, condition: str | None, dry_run: bool) 
 
 
 def _print(lines: list) -> None:
-    from .studies.delta.status import Command
+    from .studies import Command
 
     for x in lines:
         if isinstance(x, Command):

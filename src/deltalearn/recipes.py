@@ -17,12 +17,6 @@ def kinds() -> dict:
     return {"pairs": PairsRecipe, "train": TrainConfig, **{k: s.part("schema") for k, s in registry().items()}}
 
 
-def study_kinds() -> tuple[str, ...]:
-    from .studies import registry
-
-    return tuple(registry())
-
-
 def load_any(path: str | Path | None, overrides: list[str] | None = None, *, allowed: tuple[str, ...] | None = None,
              data: dict | None = None, default_kind: str | None = None, files: bool = True):
     """Validate a recipe of any kind (or of `allowed` kinds): every key, value, method, judge, suite and

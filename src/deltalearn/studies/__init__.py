@@ -10,7 +10,8 @@ A plugin names its parts as "module:attribute" inside its own package, so that l
     run      run(cfg, *, console, stage, condition) -> summary dict, or None for a partial stage
     summary  summary(cfg, summary) -> list of things rich prints (tables, lines)
     report   report(run_dir) -> Path of the rebuilt report.md
-    status   (optional) status(cfg, recipe, overrides) -> list of printables: what is done, what is left
+    status   (optional) status(cfg, recipe, overrides) -> list of printables (`Command` for a command
+             line): what is done, what is left
     plan     (optional) plan(cfg, recipe, overrides) -> list of printables: the cost before running
 """
 
@@ -55,8 +56,6 @@ def registry() -> dict[str, Study]:
     return {s.kind: s for s in (BOLD, DELTA, LOGREG)}
 
 
-def get(kind: str) -> Study:
-    table = registry()
-    if kind not in table:
-        raise KeyError(kind)
-    return table[kind]
+class Command(str):
+    """A shell command line among a part's printables: printed as is (no markup, no highlighting,
+    never wrapped inside a word)."""

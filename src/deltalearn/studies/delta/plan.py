@@ -133,7 +133,7 @@ def view(cfg, recipe: str, overrides: list[str] | None = None) -> list:
     from rich.table import Table
 
     from ...errors import DeltaError
-    from .status import Command
+    from .. import Command
 
     try:
         p = plan_study(cfg, recipe, overrides)

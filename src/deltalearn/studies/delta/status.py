@@ -77,6 +77,8 @@ def view(cfg, recipe: str, overrides: list[str] | None) -> list:
     """`deltalearn run R --stage status`: a table of what the run directory holds, then the commands left."""
     from rich.table import Table
 
+    from .. import Command
+
     st = study_status(cfg)
     t = Table(title=f"{cfg.name}: {st['out_dir']}")
     t.add_column("model", no_wrap=True, min_width=max(len(r["name"]) for r in st["rows"]))
@@ -92,7 +94,3 @@ def view(cfg, recipe: str, overrides: list[str] | None) -> list:
     cmds = next_commands(st, recipe, overrides)
     lines.append("Left to run, in order:" if cmds else "Complete: every condition trained and evaluated, report written.")
     return lines + [Command(f"  {c}") for c in cmds]
-
-
-class Command(str):
-    """A shell command line: printed as is (no markup, no highlighting, never wrapped inside a word)."""
