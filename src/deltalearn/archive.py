@@ -18,11 +18,8 @@ from pathlib import Path
 
 from .errors import DeltaError
 from .io import atomic_path
-from .rundir import read_summary
+from .rundir import HEAVY_DIRS, HEAVY_SUFFIXES, read_summary
 
-# What a run directory holds that is large, rebuildable or only for resuming a stopped training.
-SKIP_DIRS = {"final", "checkpoints", "tensorboard", "__pycache__"}
-SKIP_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".npy", ".npz", ".tmp", ".lock"}
 DEFAULT_MAX_BYTES = 8 * 2**20
 
 
@@ -61,9 +58,9 @@ def _is_eval_dir(d: Path) -> bool:
 
 
 def _why_skipped(rel: Path, size: int, max_bytes: int) -> str | None:
-    if any(p in SKIP_DIRS or p.startswith(".") for p in rel.parts[:-1]):
+    if any(p in HEAVY_DIRS or p.startswith(".") for p in rel.parts[:-1]):
         return "weights, checkpoint or temporary directory"
-    if rel.name.startswith(".") or rel.suffix in SKIP_SUFFIXES:
+    if rel.name.startswith(".") or rel.suffix in HEAVY_SUFFIXES:
         return "weights, checkpoint or temporary file"
     if size > max_bytes:
         return f"larger than {max_bytes:,} bytes"

@@ -92,8 +92,11 @@ def ladder(
 
         res = measure_ladder(lad, out_dir, limits=limits, console=console, suites=suite,
                              generate=GenerateConfig(backend=_engine(backend)))
-        out.print((out_dir / "ladder.md").read_text(), markup=False, highlight=False, soft_wrap=True)
-        out.print(f"wrote {out_dir}/ladder.json and ladder.md ({len(res['tiers'])} tiers)")
+        from .rundir import LadderDir
+
+        where = LadderDir(out_dir)
+        out.print(where.table.read_text(), markup=False, highlight=False, soft_wrap=True)
+        out.print(f"wrote {where.result} and {where.table.name} ({len(res['tiers'])} tiers)")
         return
     from .models.loading import load_model
     from .models.quality import bits_per_char

@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 from .errors import DeltaError
 from .io import write_json_atomic
 
-RECORD = "record.json"
+from .rundir import RECORD  # noqa: F401  (spelled with the rest of the layout)
 OnChange = Literal["refuse", "rerun"]
 State = Literal["new", "started", "done"]
 

@@ -6,13 +6,16 @@ directory per piece of work:
 
     OUT/config.json            the validated recipe
     OUT/data.json              the data stage's summary (answers, pairs, audits)
+    OUT/generations/TIER.jsonl each ladder tier's answers (or under the recipe's answers_dir, shared)
     OUT/pairs/NAME.jsonl       a condition's preference pairs (and NAME/, the same rows as an HF dataset)
     OUT/audit/NAME/            the judge's audit of those pairs
+    OUT/data/NAME.jsonl        training files a study prepares itself (the bold study's answers, warm-up)
     OUT/models/NAME/           a training run (final/ holds the weights, checkpoints/ the resumable state)
-    OUT/eval/base/, eval/NAME/ the student's and each condition's evaluation
+    OUT/eval/base/, eval/NAME/ the student's and each condition's evaluation, SUITE.jsonl per suite
     OUT/results.json, report.md, *.png   the study's result and report
 
-Only the small files travel to an archive (archive.py); weights and checkpoints stay behind."""
+Only the small files travel to an archive (archive.py): what `HEAVY_DIRS` and `HEAVY_SUFFIXES` name
+stays behind. A condition restored from one is trained and evaluated but has no weights (`restored`)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,20 @@ DATA = "data.json"
 CONFIG = "config.json"
 REPORT = "report.md"
 MANIFEST = "manifest.json"
+RECORD = "record.json"  # record.py's record of the inputs a piece of work was made from
 STUDENT = "base"  # the untrained student's evaluation directory under eval/
+FINAL = "final"  # a training run's weights
+CHECKPOINTS = "checkpoints"  # a training run's resumable state
+TENSORBOARD = "tensorboard"
+# What a run directory holds that is large, rebuildable or only for resuming a stopped training: an
+# archive leaves it behind, so a restored run has every record and result and no weights.
+HEAVY_DIRS = {FINAL, CHECKPOINTS, TENSORBOARD, "__pycache__"}
+HEAVY_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".npy", ".npz", ".tmp", ".lock"}
+
+
+def suite_items(eval_dir: str | Path, suite: str) -> Path:
+    """One suite's per-item answers and scores in an evaluation directory (evaluate/run.py writes it)."""
+    return Path(eval_dir) / f"{suite}.jsonl"
 
 
 def summary_path(work_dir: str | Path) -> Path:
@@ -66,6 +82,10 @@ class RunDir:
     def report(self) -> Path:
         return self.root / REPORT
 
+    def answers(self, tier: str) -> Path:
+        """One ladder tier's answers (generate/run.py's resumable cache)."""
+        return self.root / "generations" / f"{tier}.jsonl"
+
     def pairs(self, name: str) -> Path:
         """Where a condition's pairs go, without the suffix (pairs/dataset.py writes NAME.jsonl and NAME/)."""
         return self.root / "pairs" / name
@@ -76,11 +96,66 @@ class RunDir:
     def model(self, name: str) -> Path:
         return self.root / "models" / name
 
+    def train_data(self, name: str) -> Path:
+        return self.root / "data" / f"{name}.jsonl"
+
     def weights(self, name: str) -> Path:
-        return self.model(name) / "final"
+        return self.model(name) / FINAL
 
     def eval(self, name: str = STUDENT) -> Path:
         return self.root / "eval" / name
 
+    def suite(self, name: str, suite: str) -> Path:
+        """One suite's per-item scores in an evaluation."""
+        return suite_items(self.eval(name), suite)
+
+    def trained(self, name: str) -> bool:
+        return has_summary(self.model(name))
+
+    def evaluated(self, name: str = STUDENT) -> bool:
+        return has_summary(self.eval(name))
+
+    def restored(self, name: str) -> bool:
+        """Trained (its summary is here) but without weights: copied back from an archive."""
+        from .io import has_weights
+
+        return self.trained(name) and not has_weights(self.weights(name))
+
+    def plot(self, name: str) -> Path:
+        """A report's figure, beside report.md (archive.py keeps the plots a report links to)."""
+        return self.root / f"{name}.png"
+
+    def extra(self, filename: str) -> Path:
+        """A study's own file at the top level (logreg's curves.json): named by that study."""
+        return self.root / filename
+
+    def read_data(self) -> dict:
+        return json.loads(self.data.read_text())
+
     def read_results(self) -> dict:
         return json.loads(self.results.read_text())
+
+
+@dataclass(frozen=True)
+class LadderDir:
+    """`deltalearn ladder --measure`'s output: TIER/ (its evaluation and TIER/measure.json: bits per
+    character, tokens/s), ladder.json (every tier's scores and the orders) and ladder.md (the table)."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    def tier(self, name: str) -> Path:
+        return self.root / name
+
+    def measure(self, name: str) -> Path:
+        return self.tier(name) / "measure.json"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "ladder.json"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "ladder.md"

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeltaError
+from ..rundir import suite_items
 
 # benchmark -> (OLMES task id, lm-eval task or None)
 PAPER_SUITE = {
@@ -157,7 +158,7 @@ def paired_with_ours(out: Path, ours: Path, suite: str, seed: int = 0) -> dict:
     task = OFFLINE[suite][0]
     files = sorted(out.rglob(f"samples_{task}_*.jsonl"), key=lambda p: p.stat().st_mtime)
     theirs = {json.loads(l)["doc"]["id"]: json.loads(l) for l in files[-1].read_text().splitlines() if l.strip()}
-    mine = {r["id"]: r for r in read_jsonl(ours / f"{suite}.jsonl")}
+    mine = {r["id"]: r for r in read_jsonl(suite_items(ours, suite))}
     shared = [i for i in mine if i in theirs]
     res = {"n": len(shared)}
     for m in ("acc", "acc_norm"):

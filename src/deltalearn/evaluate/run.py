@@ -16,7 +16,7 @@ from ..generate.prompts import Prompt
 from ..generate.run import GenerateConfig, generate_tier, make_backend, tier_key_fingerprint
 from ..io import fingerprint, read_jsonl, remove_stale_temps, write_json_atomic, write_jsonl_atomic
 from ..models.spec import TierSpec
-from ..rundir import SUMMARY, summary_path
+from ..rundir import SUMMARY, suite_items, summary_path
 from .suites import expand, get_suite
 
 
@@ -66,7 +66,7 @@ def evaluate(tier: TierSpec, suites: list[str], out_dir: str | Path, *, limit: i
         state = record.check(out, f"suite:{suite.name}", inputs, on_change, legacy=legacy,
                              what=f"an evaluation of {suite.name}", resumable=lambda: False,
                              defaults=INPUT_DEFAULTS)
-        if state != "done" or suite.name not in summary["suites"] or not (out / f"{suite.name}.jsonl").is_file():
+        if state != "done" or suite.name not in summary["suites"] or not suite_items(out, suite.name).is_file():
             todo.append((suite, items, inputs))
             record.mark(out, f"suite:{suite.name}", inputs, "started")  # before any output: a kill leaves it redoable
     if todo:
@@ -158,7 +158,7 @@ def _loglik_rows(suite, items, backend, cache_path: Path, progress=None, flush_e
 
 
 def _write_suite(out: Path, suite, rows: list[dict], t0: float, seed: int, summary: dict, engine: str = "hf") -> None:
-    write_jsonl_atomic(out / f"{suite.name}.jsonl", rows)
+    write_jsonl_atomic(suite_items(out, suite.name), rows)
     summary["suites"][suite.name] = {
         "kind": suite.kind, "source": suite.source, "n": len(rows), "seconds": round(time.perf_counter() - t0, 2),
         "engine": engine,
@@ -184,7 +184,7 @@ def compare(run_dirs: list[str | Path], *, seed: int = 0) -> list[dict]:
     base_dir, base = runs[0]
     rows = []
     for suite, info in base["suites"].items():
-        base_items = {r["id"]: r for r in read_jsonl(base_dir / f"{suite}.jsonl")}
+        base_items = {r["id"]: r for r in read_jsonl(suite_items(base_dir, suite))}
         for metric, stat in info["metrics"].items():
             row = {"suite": suite, "metric": metric, "better": stat["better"], "values": [stat["mean"]], "diffs": []}
             for d, s in runs[1:]:
@@ -192,7 +192,7 @@ def compare(run_dirs: list[str | Path], *, seed: int = 0) -> list[dict]:
                     row["values"].append(None)
                     row["diffs"].append(None)
                     continue
-                other = {r["id"]: r for r in read_jsonl(d / f"{suite}.jsonl")}
+                other = {r["id"]: r for r in read_jsonl(suite_items(d, suite))}
                 shared = [i for i in base_items if i in other]
                 diffs = [other[i][metric] - base_items[i][metric] for i in shared]
                 lo, hi = bootstrap_ci(diffs, seed=seed)

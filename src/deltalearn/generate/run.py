@@ -13,6 +13,7 @@ from ..chat import user_turn
 from ..errors import DeltaError
 from ..models.ladder import Ladder
 from ..models.spec import TierSpec
+from ..rundir import RunDir
 from .base import GenerationSettings
 from .cache import GenerationCache, record_key
 from .openai_api import EndpointConfig
@@ -142,7 +143,7 @@ def generate_ladder(ladder: Ladder, prompts: list[Prompt], cfg: GenerateConfig, 
         TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=console, transient=False,
     ) as progress:
         for tier in ladder.tiers:
-            res = generate_tier(tier, prompts, cfg, out_dir / "generations" / f"{tier.name}.jsonl", progress=progress)
+            res = generate_tier(tier, prompts, cfg, RunDir(out_dir).answers(tier.name), progress=progress)
             results[tier.name] = res["records"]
             all_stats.append(res["stats"])
     return results, all_stats

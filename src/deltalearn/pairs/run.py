@@ -9,7 +9,7 @@ from .. import __version__
 from ..generate.prompts import load_prompts
 from ..generate.run import generate_ladder
 from ..io import fingerprint, write_json_atomic
-from ..rundir import MANIFEST
+from ..rundir import MANIFEST, RunDir
 from .dataset import build_pairs, write_pairs
 from .strategies import check_tier_names, plan_pairs
 
@@ -27,7 +27,7 @@ def run_pairs(recipe, *, console=None) -> dict:
     datasets = []
     for spec in specs:
         rows, summary = build_pairs(spec, generations, recipe.pairs.filters)
-        summary.update(write_pairs(rows, out / "pairs" / spec.name))
+        summary.update(write_pairs(rows, RunDir(out).pairs(spec.name)))
         datasets.append(summary)
     manifest = {
         "deltalearn": __version__,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import RecipeErrors
 from ..models.spec import TierSpec
 from ..train.methods import MethodName
-from ..rundir import RESULTS
+from ..rundir import FINAL, RESULTS
 
 _OWN = ("method", "beta", "lr", "global_batch_size", "micro_batch_size", "epochs", "max_length", "nll_coef")
 _SET_BY_STUDY = {"model", "data", "out_dir", "seed", "name", "preset", "on_change"}
@@ -123,4 +123,4 @@ def train_stage(stage: Stage, model: TierSpec, data: Path, out: Path, seed: int,
     from ..train.loop import train
 
     train(stage.train_config(model, data, out, seed, on_change), console=console)
-    return out / "final"
+    return out / FINAL

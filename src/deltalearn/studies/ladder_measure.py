@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..io import write_json_atomic, write_text_atomic
+from ..rundir import LadderDir
 
 # suite -> (metric reported, default number of items: a fixed subset, the same for every tier).
 # DEFAULT is sized so the 1.5B tier measures in under an hour on 2 cores; --limit SUITE=N for more.
@@ -26,14 +27,14 @@ DEFAULT = ("arc_easy", "arc_challenge", "ifeval_lite", "humaneval", "mbpp")
 SPEED_PROMPTS, SPEED_TOKENS = 16, 64
 
 
-def _bpc_and_speed(tier, out: Path) -> dict:
+def _bpc_and_speed(tier, path: Path) -> dict:
     from ..generate.base import GenerationSettings
     from ..generate.hf import HFBackend
     from ..generate.prompts import load_prompts
     from ..models.loading import load_model, tier_fingerprint
     from ..models.quality import bits_per_char
 
-    path, fp = out / "measure.json", tier_fingerprint(tier)
+    fp = tier_fingerprint(tier)
     if path.is_file() and json.loads(path.read_text()).get("fingerprint") == fp:
         return json.loads(path.read_text())
     loaded = load_model(tier)
@@ -55,7 +56,7 @@ def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch
     from ..errors import DeltaError
     from ..evaluate.run import evaluate
 
-    out = Path(out)
+    out = LadderDir(out)
     suites = list(suites or DEFAULT)
     unknown = [s for s in [*suites, *(limits or {})] if s not in SUITES]
     if unknown:
@@ -63,8 +64,8 @@ def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch
     limits = {**{s: SUITES[s][1] for s in suites}, **{s: n for s, n in (limits or {}).items() if s in suites}}
     rows = {}
     for tier in ladder.tiers:
-        d = out / tier.name
-        row = _bpc_and_speed(tier, d)
+        d = out.tier(tier.name)
+        row = _bpc_and_speed(tier, out.measure(tier.name))
         for suite in suites:
             metric = SUITES[suite][0]
             t0 = time.perf_counter()
@@ -73,13 +74,13 @@ def measure_ladder(ladder, out: str | Path, *, limits: dict | None = None, batch
             row[suite] = {"metric": metric, "mean": m["mean"], "ci95": m["ci95"], "n": s["suites"][suite]["n"],
                           "seconds": round(time.perf_counter() - t0, 1)}
         rows[tier.name] = row
-        write_json_atomic(out / "ladder.json", {"tiers": rows, "limits": limits, "suites": suites})
+        write_json_atomic(out.result, {"tiers": rows, "limits": limits, "suites": suites})
     orders = {"bits_per_char (lower is better)": sorted(rows, key=lambda n: rows[n]["bits_per_char"])}
     for suite in suites:
         orders[f"{suite} {SUITES[suite][0]}"] = sorted(rows, key=lambda n: -rows[n][suite]["mean"])
     result = {"tiers": rows, "limits": limits, "suites": suites, "orders": orders}
-    write_json_atomic(out / "ladder.json", result)
-    write_text_atomic(out / "ladder.md", ladder_table(result))
+    write_json_atomic(out.result, result)
+    write_text_atomic(out.table, ladder_table(result))
     return result
 
 

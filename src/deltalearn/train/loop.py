@@ -24,7 +24,7 @@ from ..io import (append_jsonl, atomic_dir, cache_dir, file_fingerprint, fingerp
                   remove_stale_temps, write_json_atomic, write_jsonl_atomic, write_text_atomic)
 from ..models.loading import dir_fingerprint, load_model, tier_fingerprint
 from ..pairs.dataset import load_pairs
-from ..rundir import SUMMARY, read_summary, summary_path
+from ..rundir import CHECKPOINTS, FINAL, SUMMARY, TENSORBOARD, read_summary, summary_path
 from . import losses as L
 from .batching import apply_length_policy, collate, global_batches, micro_batches, tokenize_dataset
 from .checkpoint import latest_checkpoint
@@ -86,13 +86,13 @@ def done_with(cfg: TrainConfig) -> bool:
 
 def _legacy(out: Path) -> bool:
     """A run directory made before run records: its inputs are unknown."""
-    return not (out / record.RECORD).is_file() and any((out / n).exists() for n in ("config.yaml", SUMMARY, "checkpoints"))
+    return not (out / record.RECORD).is_file() and any((out / n).exists() for n in ("config.yaml", SUMMARY, CHECKPOINTS))
 
 
 def _clear(out: Path) -> None:
     import shutil
 
-    for name in ("checkpoints", "final", "tensorboard"):
+    for name in (CHECKPOINTS, FINAL, TENSORBOARD):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in (SUMMARY, "metrics.jsonl", "config.yaml"):
         (out / name).unlink(missing_ok=True)
@@ -106,14 +106,14 @@ def claim(cfg: TrainConfig, main: bool, engine=None) -> str:
     if main or cfg.on_change == "refuse":
         state = record.check(out, "train", inputs, cfg.on_change if main else "refuse", clear=lambda: _clear(out),
                              legacy=_legacy(out), what="a training run", defaults=_defaults(),
-                             resumable=lambda: latest_checkpoint(out / "checkpoints") is not None)
-        if main and state == "done" and not has_weights(out / "final"):
+                             resumable=lambda: latest_checkpoint(out / CHECKPOINTS) is not None)
+        if main and state == "done" and not has_weights(out / FINAL):
             _clear(out)  # recorded as done, but its weights were deleted: train again
             state = "new"
         if main and state != "done":
             out.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(out)
-            remove_stale_temps(out / "checkpoints")
+            remove_stale_temps(out / CHECKPOINTS)
             record.mark(out, "train", inputs, "started")
     if engine is not None:
         engine.barrier()
@@ -270,7 +270,7 @@ def setup(cfg: TrainConfig, engine, console=None) -> Run:
               pad_id=pad_id, prepared=prepared, optimizer=optimizer, scheduler=scheduler, ref_c=ref_c, ref_r=ref_r,
               ref_info=ref_info, steps_per_epoch=steps_per_epoch, total=total, padding_free=padding_free)
 
-    last = latest_checkpoint(out / "checkpoints")
+    last = latest_checkpoint(out / CHECKPOINTS)
     if last is not None:
         run.start_step = engine.load(last)
     run.step = run.start_step
@@ -455,7 +455,7 @@ def train_step(run: Run) -> dict:
 def finish(run: Run) -> dict | None:
     """Save the final weights (atomically), write summary.json and mark the record done."""
     cfg, engine, out, history = run.cfg, run.engine, run.out, run.history
-    final_dir = out / "final"
+    final_dir = out / FINAL
     engine.barrier()
     # Every process joins in gathering sharded weights (ZeRO-3, FSDP2); only the main one writes them.
     state_dict = engine.full_state_dict()
@@ -498,7 +498,7 @@ def _forward(wrapper, mb, device):
 
 
 def _save(run: Run) -> None:
-    run.engine.save(run.out / "checkpoints", run.step, run.cfg.keep_checkpoints)
+    run.engine.save(run.out / CHECKPOINTS, run.step, run.cfg.keep_checkpoints)
 
 
 def _warn(console, text: str) -> None:
@@ -524,7 +524,7 @@ def _tracker(cfg: TrainConfig, out: Path):
         return log
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = SummaryWriter(str(out / TENSORBOARD))
 
     def log(row):
         if row is None:

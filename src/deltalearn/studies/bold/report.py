@@ -6,11 +6,10 @@ on the same prompts), never by point estimates; the line prints the difference a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...io import write_text_atomic
-from ...rundir import REPORT, RESULTS
+from ...rundir import RunDir
 
 LABELS = {"base": "base (after warm-up)", "sft3": "SFT on 3-section", "sft2": "SFT on 2-section",
           "dpo_3_over_2": "DPO 3 > 2", "dpo_2_over_3": "DPO 2 > 3", "dpo_3_over_3": "DPO 3 > 3 (zero delta)"}
@@ -83,12 +82,12 @@ def amplifies(s: dict) -> bool | None:
 def bold_report(run_dir: str | Path) -> Path:
     from ...report.plots import bar_with_ci
 
-    run = Path(run_dir)
-    s = json.loads((run / RESULTS).read_text())
+    run = RunDir(run_dir)
+    s = run.read_results()
     res = s["results"]
     names = list(res)
     bar_with_ci([LABELS.get(n, n) for n in names], [res[n]["bold_sections"]["mean"] for n in names],
-                [tuple(res[n]["bold_sections"]["ci95"]) for n in names], run / "bold_sections.png",
+                [tuple(res[n]["bold_sections"]["ci95"]) for n in names], run.plot("bold_sections"),
                 title="Distinct bold headers per held-out answer (95% CI)", ylabel="bold sections",
                 baseline=res["base"]["bold_sections"]["mean"])
     lines = ["# Bold-section control (study 1 of the delta learning paper)", "",
@@ -141,7 +140,7 @@ def bold_report(run_dir: str | Path) -> Path:
               "magnitudes (81.1 sections) are not expected here, only the direction of each effect.", "",
               "## Wall time where it ran", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
-    path = run / REPORT
+    path = run.report
     write_text_atomic(path, "\n".join(lines))
     return path
 

@@ -22,7 +22,7 @@ from ...io import write_json_atomic, write_jsonl_atomic
 from ...models.spec import EMBEDDED, TierSpec
 from .sections import with_k_sections
 from ..common import Stage, claim_study, finish_study, train_stage
-from ...rundir import RESULTS
+from ...rundir import STUDENT, RunDir
 
 # condition -> (method, chosen (k, variant), rejected (k, variant))
 CONDITIONS = {
@@ -121,26 +121,26 @@ def paired(base_dir: Path, other_dir: Path, suite: str, seed: int) -> dict:
     return out
 
 
-def _differences(out: Path, names: list[str], cfg: BoldStudy) -> dict:
+def _differences(run: RunDir, names: list[str], cfg: BoldStudy) -> dict:
     """Each condition minus the base, and the delta's own effect (DPO 3>2 minus the zero-delta DPO 3>3)."""
     res = {}
-    pairs = [(n, "base", n) for n in names if n != "base"]
+    pairs = [(n, STUDENT, n) for n in names if n != STUDENT]
     if "dpo_3_over_2" in names and "dpo_3_over_3" in names:
         pairs.append(("delta_effect", "dpo_3_over_3", "dpo_3_over_2"))
     for label, a, b in pairs:
-        res[label] = {key: paired(out / "eval" / a, out / "eval" / b, suite, cfg.seed) for key, suite in SETS.items()
-                      if (out / "eval" / a / f"{suite}.jsonl").is_file()}
+        res[label] = {key: paired(run.eval(a), run.eval(b), suite, cfg.seed) for key, suite in SETS.items()
+                      if run.suite(a, suite).is_file()}
     return res
 
 
 def run_bold(cfg: BoldStudy, *, console=None) -> dict:
-    out = Path(cfg.out_dir)
+    run = RunDir(cfg.out_dir)
     claim_study(cfg, cfg.BOOKKEEPING)
-    write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
+    write_json_atomic(run.config, cfg.model_dump(mode="json"))
     times, t0 = {}, time.perf_counter()
     train_prompts = load_prompts(split="train", limit=cfg.train_limit)
     gen = GenerateConfig(batch_size=cfg.batch_size, settings=GenerationSettings(max_new_tokens=cfg.answer_max_new_tokens))
-    answers = generate_tier(cfg.student, train_prompts, gen, out / "data" / "answers.jsonl")["records"]
+    answers = generate_tier(cfg.student, train_prompts, gen, run.train_data("answers"))["records"]
     times["answers"] = time.perf_counter() - t0
 
     start = cfg.student
@@ -148,37 +148,37 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
     if cfg.warmup is not None:
         t = time.perf_counter()
         rows = _rows(answers, train_prompts, (cfg.warmup_k, 0), (2 if cfg.warmup_k != 2 else 1, 0))
-        write_jsonl_atomic(out / "data" / "warmup.jsonl", rows)
-        final = train_stage(cfg.warmup, cfg.student, out / "data" / "warmup.jsonl", out / "models" / "warmup", cfg.seed, console,
+        write_jsonl_atomic(run.train_data("warmup"), rows)
+        final = train_stage(cfg.warmup, cfg.student, run.train_data("warmup"), run.model("warmup"), cfg.seed, console,
                             cfg.on_change)
         start = TierSpec(name="warmup", model=str(final))
         times["warmup"] = time.perf_counter() - t
         results["student (no warm-up)"] = None  # not evaluated: it shows no bold headers to amplify
     t = time.perf_counter()
-    results["base"] = _eval(start, out / "eval" / "base", cfg, console)
+    results[STUDENT] = _eval(start, run.eval(STUDENT), cfg, console)
     times["eval base"] = time.perf_counter() - t
     for name in cfg.conditions:
         method, chosen, rejected = CONDITIONS[name]
         stage = cfg.sft if method == "sft" else cfg.dpo
         rows = _rows(answers, train_prompts, chosen, rejected)
-        data = out / "data" / f"{name}.jsonl"
+        data = run.train_data(name)
         write_jsonl_atomic(data, rows)
         pair_counts[name] = len(rows)
         t = time.perf_counter()
-        final = train_stage(stage.model_copy(update={"method": method}), start, data, out / "models" / name, cfg.seed, console,
+        final = train_stage(stage.model_copy(update={"method": method}), start, data, run.model(name), cfg.seed, console,
                             cfg.on_change)
         times[f"train {name}"] = time.perf_counter() - t
         t = time.perf_counter()
-        results[name] = _eval(TierSpec(name=name, model=str(final)), out / "eval" / name, cfg, console)
+        results[name] = _eval(TierSpec(name=name, model=str(final)), run.eval(name), cfg, console)
         times[f"eval {name}"] = time.perf_counter() - t
     results = {k: v for k, v in results.items() if v is not None}
-    summary = {"study": "bold", "results": results, "differences": _differences(out, list(results), cfg),
+    summary = {"study": "bold", "results": results, "differences": _differences(run, list(results), cfg),
                "pairs": pair_counts, "seconds": {k: round(v, 1) for k, v in times.items()},
                "total_seconds": round(time.perf_counter() - t0, 1), "train_pairs": max(pair_counts.values(), default=0),
                "paper": PAPER, "config": cfg.model_dump(mode="json")}
-    write_json_atomic(out / RESULTS, summary)
+    write_json_atomic(run.results, summary)
     from .report import bold_report
 
-    bold_report(out)
+    bold_report(run.root)
     finish_study(cfg, cfg.BOOKKEEPING)
     return summary

@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import DeltaError
 from ...io import read_jsonl, write_json_atomic, write_text_atomic
 from ...metrics.stats import bootstrap_ci, spearman
-from ...rundir import RESULTS, read_summary
+from ...rundir import RESULTS, STUDENT, RunDir, read_summary, suite_items
 
 # Keys a seed's run may change without making it another study.
 SEED_KEYS = {"seed", "out_dir", "description"}
@@ -45,7 +45,7 @@ def _signed_items(eval_dir: Path, metrics: list[str], better: dict[str, str]) ->
     out = {}
     for metric in metrics:
         suite, m = metric.split(".", 1)
-        path = eval_dir / f"{suite}.jsonl"
+        path = suite_items(eval_dir, suite)
         if not path.is_file():
             raise DeltaError(f"{path}: missing; metric {metric} needs that suite evaluated")
         sign = 1.0 if better.get(metric, "higher") == "higher" else -1.0
@@ -60,14 +60,15 @@ def _run_names(run: dict) -> dict[str, str]:
 
 
 def _better(run: dict) -> dict[str, str]:
-    base = read_summary(run["dir"] / "eval" / "base")["suites"]
+    base = read_summary(RunDir(run["dir"]).eval(STUDENT))["suites"]
     return {f"{s}.{m}": v.get("better", "higher") for s, info in base.items() for m, v in info["metrics"].items()}
 
 
 def _items(run: dict, names: list[str], metrics: list[str]) -> dict[str, dict[str, float]]:
     better, run_names = _better(run), _run_names(run)
-    one = {"base": _signed_items(run["dir"] / "eval" / "base", metrics, better)}
-    one.update({n: _signed_items(run["dir"] / "eval" / run_names[n], metrics, better) for n in names})
+    rd = RunDir(run["dir"])
+    one = {STUDENT: _signed_items(rd.eval(STUDENT), metrics, better)}
+    one.update({n: _signed_items(rd.eval(run_names[n]), metrics, better) for n in names})
     return one
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...io import write_text_atomic
-from ...rundir import REPORT, RESULTS
+from ...rundir import RunDir
 
 
 def _ci(v: dict | None, key: str = "ci95", fmt: str = "{:+.3f}") -> str:
@@ -59,20 +58,20 @@ def _answer_section(s: dict) -> list[str]:
 def delta_report(run_dir: str | Path) -> Path:
     from ...report.plots import bar_with_ci, scatter_with_ci
 
-    run = Path(run_dir)
-    s = json.loads((run / RESULTS).read_text())
+    run = RunDir(run_dir)
+    s = run.read_results()
     res, cfg = s["results"], s["config"]
     names = list(res)
     label = short_labels(res)
     gain_metrics = ", ".join(cfg["eval"]["gain"])
     bar_with_ci([label[n] for n in names], [res[n]["gain"]["mean"] for n in names], [tuple(res[n]["gain"]["ci95"]) for n in names],
-                run / "gain.png", title=f"Gain over the student: mean of {gain_metrics} (95% CI)", ylabel="gain", baseline=0.0)
+                run.plot("gain"), title=f"Gain over the student: mean of {gain_metrics} (95% CI)", ylabel="gain", baseline=0.0)
     judged = [n for n in names if res[n].get("audit") and res[n]["audit"]["mean_delta"] is not None]
     plots = ["![gain per condition](gain.png)"]
     if len(judged) >= 2:
         a = [res[n]["audit"] for n in judged]
         scatter_with_ci([x["mean_delta"] for x in a], [res[n]["gain"]["mean"] for n in judged], [x["ci95"] for x in a],
-                        [res[n]["gain"]["ci95"] for n in judged], [label[n] for n in judged], run / "gain_vs_delta.png",
+                        [res[n]["gain"]["ci95"] for n in judged], [label[n] for n in judged], run.plot("gain_vs_delta"),
                         title="Gain against the judged delta of the training pairs",
                         xlabel=f"judged delta, chosen - rejected ({a[0]['judge']})", ylabel="gain over the student")
         plots.append("![gain against judged delta](gain_vs_delta.png)")
@@ -120,7 +119,7 @@ def delta_report(run_dir: str | Path) -> Path:
     lines += _answer_section(s)
     lines += ["", "## Wall time where it ran", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["seconds"].items()] + [f"| total | {s['total_seconds']} |", ""]
-    path = run / REPORT
+    path = run.report
     write_text_atomic(path, "\n".join(lines))
     return path
 

@@ -10,14 +10,13 @@ import shlex
 from pathlib import Path
 
 from ... import record
-from ...io import has_weights
 from ...evaluate.suites import expand
-from ...rundir import DATA, REPORT, RESULTS, SUMMARY, has_summary
+from ...rundir import RECORD, STUDENT, RunDir, suite_items, summary_path
 
 
 def _suites_done(eval_dir: Path, suites: list[str]) -> int:
-    rec = record.read(eval_dir) if (eval_dir / "record.json").is_file() else {}
-    return sum(1 for s in suites if (rec.get(f"suite:{s}") or {}).get("state") == "done" and (eval_dir / f"{s}.jsonl").is_file())
+    rec = record.read(eval_dir) if (eval_dir / RECORD).is_file() else {}
+    return sum(1 for s in suites if (rec.get(f"suite:{s}") or {}).get("state") == "done" and suite_items(eval_dir, s).is_file())
 
 
 def _seconds(summary: Path, suites: list[str] | None = None) -> float | None:
@@ -35,27 +34,26 @@ def _seconds(summary: Path, suites: list[str] | None = None) -> float | None:
 def study_status(cfg) -> dict:
     """One row per model (the student, then each condition): pairs, judged delta, training state and
     seconds, suites evaluated and their seconds; plus whether the data stage and the report are done."""
-    out = Path(cfg.out_dir)
-    data = json.loads((out / DATA).read_text()) if (out / DATA).is_file() else None
+    run = RunDir(cfg.out_dir)
+    data = run.read_data() if run.data.is_file() else None
     suites = expand(cfg.eval.suites)
     rows = [{"name": "student", "pairs": None, "delta": None, "trained": "-", "train_s": None,
-             "evaluated": _suites_done(out / "eval" / "base", suites),
-             "eval_s": _seconds(out / "eval" / "base" / SUMMARY, suites)}]
+             "evaluated": _suites_done(run.eval(STUDENT), suites),
+             "eval_s": _seconds(summary_path(run.eval(STUDENT)), suites)}]
     for c in cfg.all_conditions():
         res = (data or {}).get("results", {}).get(c.name, {})
-        model = out / "models" / c.run_name
-        if has_summary(model):
-            trained = "yes" if has_weights(model / "final") else "yes (weights not kept)"
+        model = run.model(c.run_name)
+        if run.trained(c.run_name):
+            trained = "yes (weights not kept)" if run.restored(c.run_name) else "yes"
         else:
-            trained = "started" if (model / "record.json").is_file() else "no"
+            trained = "started" if (model / RECORD).is_file() else "no"
         audit = res.get("audit") or {}
         rows.append({"name": c.name, "pairs": res.get("pairs"), "delta": audit.get("mean_delta"),
-                     "trained": trained, "train_s": _seconds(model / SUMMARY),
-                     "evaluated": _suites_done(out / "eval" / c.run_name, suites),
-                     "eval_s": _seconds(out / "eval" / c.run_name / SUMMARY, suites)})
-    return {"out_dir": str(out), "data": data is not None, "suites": len(suites), "rows": rows,
-            "report": (out / REPORT).is_file() and (out / RESULTS).is_file()
-            and not json.loads((out / RESULTS).read_text()).get("missing")}
+                     "trained": trained, "train_s": _seconds(summary_path(model)),
+                     "evaluated": _suites_done(run.eval(c.run_name), suites),
+                     "eval_s": _seconds(summary_path(run.eval(c.run_name)), suites)})
+    return {"out_dir": str(run.root), "data": data is not None, "suites": len(suites), "rows": rows,
+            "report": run.report.is_file() and run.results.is_file() and not run.read_results().get("missing")}
 
 
 def next_commands(status: dict, recipe: str, overrides: list[str] | None) -> list[str]:

@@ -9,7 +9,6 @@ to the student with 95% intervals, a gain per condition, report.md and plots.
 
 from __future__ import annotations
 
-import json
 import time
 from itertools import permutations
 from pathlib import Path
@@ -32,7 +31,7 @@ from . import STUDY
 from .plan import PlanSettings
 
 from ...train.methods import MethodName as Method
-from ...rundir import DATA, RESULTS, has_summary, read_summary
+from ...rundir import DATA, STUDENT, RunDir, has_summary, read_summary, suite_items
 
 
 class Condition(BaseModel):
@@ -256,7 +255,7 @@ def expand_grid(grid: Grid, ladder: Ladder) -> list[Condition]:
     return [Condition(name=f"{a}>{b}", method=grid.method, chosen=a, rejected=b) for a, b in pairs]
 
 
-def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path) -> tuple[Path, dict]:
+def _pairs(cond: Condition, generations: dict, filters: FilterConfig, run: RunDir) -> tuple[Path, dict]:
     from ...pairs.dataset import build_pairs, write_pairs
     from ...pairs.strategies import PairSpec
 
@@ -266,7 +265,7 @@ def _pairs(cond: Condition, generations: dict, filters: FilterConfig, out: Path)
         rows, summary = build_pairs(PairSpec(cond.chosen, cond.rejected), generations, filters)
     for r in rows:
         r["label_source"] = f"study:{cond.name}"
-    summary.update(write_pairs(rows, out / "pairs" / cond.run_name))
+    summary.update(write_pairs(rows, run.pairs(cond.run_name)))
     return Path(summary["jsonl"]), summary
 
 
@@ -324,14 +323,14 @@ def _differences(base_dir: Path, run_dir: Path, cfg: DeltaStudy) -> tuple[dict, 
     diffs, signs = {}, {}
     for g in cfg.eval.gain:
         suite, metric = g.split(".", 1)
-        base = {r["id"]: r[metric] for r in read_jsonl(base_dir / f"{suite}.jsonl")}
-        other = {r["id"]: r[metric] for r in read_jsonl(run_dir / f"{suite}.jsonl")}
+        base = {r["id"]: r[metric] for r in read_jsonl(suite_items(base_dir, suite))}
+        other = {r["id"]: r[metric] for r in read_jsonl(suite_items(run_dir, suite))}
         diffs[g] = [other[i] - base[i] for i in base if i in other]
         signs[g] = 1.0 if metrics[g]["better"] == "higher" else -1.0
     return metrics, paired_gain(diffs, signs, seed=cfg.seed)
 
 
-def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console) -> dict:
+def _data_stage(cfg: DeltaStudy, conditions: list[Condition], run: RunDir, console) -> dict:
     """Answers, one dataset per condition, and each dataset's judged delta; saved as data.json."""
     from ...audit.run import audit_pairs
     from ...generate.prompts import load_prompts
@@ -342,12 +341,12 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
     p = cfg.prompts
     prompts = load_prompts(p.source, column=p.column, id_column=p.id_column, category_column=p.category_column,
                            split=p.split, limit=p.limit)
-    generations, gen_stats = generate_ladder(ladder, prompts, cfg.generate, Path(cfg.answers_dir or out), console=console)
+    generations, gen_stats = generate_ladder(ladder, prompts, cfg.generate, Path(cfg.answers_dir or run.root), console=console)
     times["answers"] = time.perf_counter() - t0
 
     results = {c.name: {"method": c.method, "chosen": c.chosen, "rejected": c.rejected} for c in conditions}
     for c in conditions:
-        path, summary = _pairs(c, generations, cfg.filters, out)
+        path, summary = _pairs(c, generations, cfg.filters, run)
         results[c.name].update(pairs=summary["kept"], data=str(path))
     if cfg.audit is not None:
         t = time.perf_counter()
@@ -355,7 +354,7 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
         for c in conditions:
             if c.rejected is None:
                 continue
-            audit_dir = out / "audit" / c.run_name
+            audit_dir = run.audit(c.run_name)
             inputs = _audit_inputs(cfg, Path(results[c.name]["data"]))
             legacy = has_summary(audit_dir) and "audit" not in record.read(audit_dir)
             if record.check(audit_dir, "audit", inputs, cfg.on_change, legacy=legacy, what="an audit",
@@ -374,7 +373,7 @@ def _data_stage(cfg: DeltaStudy, conditions: list[Condition], out: Path, console
         del judge
         times["audit"] = time.perf_counter() - t
     data = {"results": results, "generation": gen_stats, "seconds": times}
-    write_json_atomic(out / DATA, data)
+    write_json_atomic(run.data, data)
     faults.point("study.after_data")
     return data
 
@@ -387,96 +386,119 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
 
     if stage not in STUDY.stages:
         raise DeltaError(f"unknown stage {stage!r} (stages: {', '.join(STUDY.stages)})")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    conditions = cfg.all_conditions()
-    if condition is not None:
-        if stage not in ("train", "eval"):
-            raise DeltaError("--condition selects what one train or eval stage covers; the other stages take every condition")
-        if condition == "base" and stage == "eval":
-            conditions = []  # the student alone: its evaluation can run before any training
-        elif condition not in [c.name for c in conditions]:
-            also = ", and 'base' (the student) for --stage eval" if stage == "eval" else ""
-            raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)}{also})")
-        else:
-            conditions = [c for c in conditions if c.name == condition]
+    run = RunDir(cfg.out_dir)
+    conditions = _selected(cfg, stage, condition)
+    run.root.mkdir(parents=True, exist_ok=True)
     claim_study(cfg, cfg.BOOKKEEPING)
-    write_json_atomic(out / "config.json", cfg.model_dump(mode="json"))
+    write_json_atomic(run.config, cfg.model_dump(mode="json"))
     t0 = time.perf_counter()
     if stage in ("all", "data"):
-        data = _data_stage(cfg, cfg.all_conditions(), out, console)
-    elif (out / DATA).is_file():
-        data = json.loads((out / DATA).read_text())
+        data = _data_stage(cfg, cfg.all_conditions(), run, console)
+    elif run.data.is_file():
+        data = run.read_data()
     else:
-        raise DeltaError(f"{out}: no data.json; run the data stage first (deltalearn run RECIPE --stage data)")
-    results, times = data["results"], dict(data["seconds"])
-
+        raise DeltaError(f"{run.root}: no {DATA}; run the data stage first (deltalearn run RECIPE --stage data)")
     if stage in ("all", "train"):
-        for c in conditions:
-            if not has_weights(out / "models" / c.run_name / "final") and _kept_evaluation(cfg, c, out, results):
-                continue  # restored from an archive: trained and evaluated, only the weights were not kept
-            train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), out / "models" / c.run_name, cfg.seed, console,
-                        cfg.on_change)
+        _train_all(cfg, conditions, run, data["results"], console)
     if stage in ("data", "train"):
         return None
     if stage in ("all", "eval"):
-        _evaluate(cfg, cfg.student, out / "eval" / "base", console)
-        for c in conditions:
-            final = out / "models" / c.run_name / "final"
-            if not has_summary(final.parent):
-                raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
-            if not has_weights(final):
-                if not _kept_evaluation(cfg, c, out, results):
-                    raise DeltaError(f"condition {c.name!r}: its weights ({final}) are gone and no evaluation of them matches "
-                                     f"this recipe; train it again (--stage train --condition '{c.name}')")
-                if console is not None:
-                    console.print(f"{c.name}: restored from an archive without its weights; its evaluation is reused")
-                continue
-            _evaluate(cfg, TierSpec(name=c.run_name, model=str(final)), out / "eval" / c.run_name, console)
+        _evaluate_all(cfg, conditions, run, data["results"], console)
         if condition is not None:
             return None
+    return _collect(cfg, conditions, run, data, stage, t0)
 
-    # Collect what is on disk into results.json (also after a staged run). The report stage alone may
-    # find conditions not yet trained or evaluated: it reports the rest and names them as missing.
-    base_dir = out / "eval" / "base"
-    missing = [c.name for c in conditions if not _evaluated(out, c)]
+
+def _selected(cfg: DeltaStudy, stage: str, condition: str | None) -> list[Condition]:
+    """The conditions one invocation covers: all of them, one (`--condition`), or none (`base`: the
+    student's evaluation alone, which can run before any training)."""
+    from ...errors import DeltaError
+
+    conditions = cfg.all_conditions()
+    if condition is None:
+        return conditions
+    if stage not in ("train", "eval"):
+        raise DeltaError("--condition selects what one train or eval stage covers; the other stages take every condition")
+    if condition == STUDENT and stage == "eval":
+        return []
+    if condition not in [c.name for c in conditions]:
+        also = f", and '{STUDENT}' (the student) for --stage eval" if stage == "eval" else ""
+        raise DeltaError(f"unknown condition {condition!r} (conditions: {', '.join(c.name for c in conditions)}{also})")
+    return [c for c in conditions if c.name == condition]
+
+
+def _train_all(cfg: DeltaStudy, conditions: list[Condition], run: RunDir, results: dict, console) -> None:
+    for c in conditions:
+        if not has_weights(run.weights(c.run_name)) and _kept_evaluation(cfg, c, run, results):
+            continue  # restored from an archive: trained and evaluated, only the weights were not kept
+        train_stage(cfg.stage_for(c), cfg.student, Path(results[c.name]["data"]), run.model(c.run_name), cfg.seed, console,
+                    cfg.on_change)
+
+
+def _evaluate_all(cfg: DeltaStudy, conditions: list[Condition], run: RunDir, results: dict, console) -> None:
+    from ...errors import DeltaError
+
+    _evaluate(cfg, cfg.student, run.eval(STUDENT), console)
+    for c in conditions:
+        final = run.weights(c.run_name)
+        if not run.trained(c.run_name):
+            raise DeltaError(f"condition {c.name!r} is not trained yet ({final.parent}); run the train stage first")
+        if run.restored(c.run_name):
+            if not _kept_evaluation(cfg, c, run, results):
+                raise DeltaError(f"condition {c.name!r}: its weights ({final}) are gone and no evaluation of them matches "
+                                 f"this recipe; train it again (--stage train --condition '{c.name}')")
+            if console is not None:
+                console.print(f"{c.name}: restored from an archive without its weights; its evaluation is reused")
+            continue
+        _evaluate(cfg, TierSpec(name=c.run_name, model=str(final)), run.eval(c.run_name), console)
+
+
+def _collect(cfg: DeltaStudy, conditions: list[Condition], run: RunDir, data: dict, stage: str, t0: float) -> dict:
+    """What is on disk, gathered into results.json and report.md (also after a staged run). The report
+    stage alone may find conditions not yet trained or evaluated: it reports the rest and names them."""
+    from ...errors import DeltaError
+
+    missing = [c.name for c in conditions if not (run.trained(c.run_name) and run.evaluated(c.run_name))]
     if missing and stage != "report":
         raise DeltaError(f"conditions not trained or evaluated: {', '.join(missing)}")
-    if len(missing) == len(conditions) or not has_summary(base_dir):
-        raise DeltaError(f"{out}: nothing evaluated yet; run the eval stage first")
+    if len(missing) == len(conditions) or not run.evaluated(STUDENT):
+        raise DeltaError(f"{run.root}: nothing evaluated yet; run the eval stage first")
     conditions = [c for c in conditions if c.name not in missing]
+    results, times = data["results"], dict(data["seconds"])
     for c in conditions:
-        train_summary = read_summary(out / "models" / c.run_name)
-        last = train_summary.get("last") or {}
-        results[c.name]["train"] = {k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")}
-        times[f"train {c.name}"] = train_summary["seconds"]
-        run_dir = out / "eval" / c.run_name
-        results[c.name]["metrics"], results[c.name]["gain"] = _differences(base_dir, run_dir, cfg)
-        results[c.name]["pair_tokens"] = pair_lengths(Path(results[c.name]["data"]))
-    for name in ["base", *(c.run_name for c in conditions)]:
-        ev = read_summary(out / "eval" / name)
-        times[f"eval {name}"] = sum(s["seconds"] for s in ev["suites"].values())
-    base = read_summary(base_dir)["suites"]
-    names = {"student": "base", **{c.name: c.run_name for c in conditions}}
+        results[c.name].update(_condition_result(cfg, c, run, Path(results[c.name]["data"])))
+        times[f"train {c.name}"] = read_summary(run.model(c.run_name))["seconds"]
+    for name in [STUDENT, *(c.run_name for c in conditions)]:
+        times[f"eval {name}"] = sum(s["seconds"] for s in read_summary(run.eval(name))["suites"].values())
+    base = read_summary(run.eval(STUDENT))["suites"]
+    names = {"student": STUDENT, **{c.name: c.run_name for c in conditions}}
     summary = {
         "study": "delta", "name": cfg.name, "results": {c.name: results[c.name] for c in conditions},
         "base": {f"{s}.{m}": v["mean"] for s, info in base.items() for m, v in info["metrics"].items()},
         "generation": data["generation"], "seconds": {k: round(v, 1) for k, v in times.items()},
-        "answers": {n: answer_lengths(out / "eval" / d, cfg.eval.suites) for n, d in names.items()},
+        "answers": {n: answer_lengths(run.eval(d), cfg.eval.suites) for n, d in names.items()},
         "missing": missing, "total_seconds": round(sum(times.values()), 1), "this_invocation_seconds": round(time.perf_counter() - t0, 1),
         "config": cfg.model_dump(mode="json"),
     }
     faults.point("study.before_results")
-    write_json_atomic(out / RESULTS, summary)
+    write_json_atomic(run.results, summary)
     from .report import delta_report
 
-    delta_report(out)
+    delta_report(run.root)
     if not missing:
         finish_study(cfg, cfg.BOOKKEEPING)
     return summary
 
 
-def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) -> bool:
+def _condition_result(cfg: DeltaStudy, c: Condition, run: RunDir, pairs: Path) -> dict:
+    """A trained and evaluated condition: its last training step, its paired differences and gain."""
+    last = read_summary(run.model(c.run_name)).get("last") or {}
+    metrics, gain = _differences(run.eval(STUDENT), run.eval(c.run_name), cfg)
+    return {"train": {k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy")},
+            "metrics": metrics, "gain": gain, "pair_tokens": pair_lengths(pairs)}
+
+
+def _kept_evaluation(cfg: DeltaStudy, c: Condition, run: RunDir, results: dict) -> bool:
     """A condition restored from an archive (`deltalearn archive`), which keeps no weights: its
     evaluation stands only if its training is recorded as done with the inputs this recipe gives it
     now, and every suite as scored with this recipe's items, budget and seed. The weights themselves
@@ -485,14 +507,13 @@ def _kept_evaluation(cfg: DeltaStudy, c: Condition, out: Path, results: dict) ->
     from ...evaluate.suites import expand, get_suite
     from ...train.loop import done_with
 
-    run = out / "models" / c.run_name
-    if not done_with(cfg.stage_for(c).train_config(cfg.student, Path(results[c.name]["data"]), run, cfg.seed, cfg.on_change)):
+    train = cfg.stage_for(c).train_config(cfg.student, Path(results[c.name]["data"]), run.model(c.run_name), cfg.seed, cfg.on_change)
+    if not done_with(train):
         return False
-    ev = out / "eval" / c.run_name
-    rec = record.read(ev)
+    rec = record.read(run.eval(c.run_name))
     for name in expand(cfg.eval.suites):
         r = rec.get(f"suite:{name}")
-        if r is None or r["state"] != "done" or not (ev / f"{name}.jsonl").is_file():
+        if r is None or r["state"] != "done" or not run.suite(c.run_name, name).is_file():
             return False
         suite, limit = get_suite(name), cfg.eval.limits.get(name, cfg.eval.limit)
         want = suite_inputs(suite, suite.items[:limit] if limit else suite.items, r["inputs"]["model_fingerprint"],
@@ -511,7 +532,7 @@ def answer_lengths(eval_dir: Path, suites: list[str]) -> dict:
 
     out = {}
     for name in expand(suites):
-        rows = [r for r in read_jsonl(eval_dir / f"{name}.jsonl") if "n_tokens" in r]
+        rows = [r for r in read_jsonl(suite_items(eval_dir, name)) if "n_tokens" in r]
         if rows:
             out[name] = {"tokens": sum(r["n_tokens"] for r in rows) / len(rows),
                          "at_limit": sum(r["finish_reason"] == "length" for r in rows) / len(rows)}
@@ -530,7 +551,3 @@ def pair_lengths(data: Path) -> dict:
         if n and all(isinstance(x, int) for x in n):
             out[side] = sum(n) / len(n)
     return out
-
-
-def _evaluated(out: Path, c: Condition) -> bool:
-    return has_summary(out / "models" / c.run_name) and has_summary(out / "eval" / c.run_name)

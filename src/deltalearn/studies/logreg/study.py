@@ -34,7 +34,9 @@ from ...errors import RecipeErrors
 
 from ...metrics.stats import bootstrap_ci
 from ...io import write_json_atomic, write_text_atomic
-from ...rundir import REPORT, RESULTS
+from ...rundir import RunDir
+
+CURVES = "curves.json"  # the mean accuracy curve per setting and method, which the report plots
 
 
 def accuracy(w: np.ndarray, w_star: np.ndarray) -> float:
@@ -155,19 +157,20 @@ def run_logreg(cfg: LogRegStudy, *, console=None) -> dict:
                 row["none_pop_loss"] = float(np.mean([c[1][0] for c in per_method["none"]]))
                 rows.append(row)
     summary = {"study": "logreg", "rows": rows, "seconds": round(time.perf_counter() - t0, 1), "config": cfg.model_dump()}
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / RESULTS, summary)
-    (out / "curves.json").write_text(json.dumps(curves))
-    logreg_report(out)
+    run = RunDir(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.results, summary)
+    write_text_atomic(run.extra(CURVES), json.dumps(curves))
+    logreg_report(run.root)
     return summary
 
 
 def logreg_report(run_dir: str | Path) -> Path:
     from ...report.plots import _plt
 
-    run = Path(run_dir)
-    s = json.loads((run / RESULTS).read_text())
-    curves = json.loads((run / "curves.json").read_text())
+    run = RunDir(run_dir)
+    s = run.read_results()
+    curves = json.loads(run.extra(CURVES).read_text())
     cfg = s["config"]
     plt = _plt()
     keys = [k for k in curves if f"gap={cfg['teacher_gaps'][-1]}" in k and f"d={cfg['dims'][-1]}" in k]
@@ -180,7 +183,7 @@ def logreg_report(run_dir: str | Path) -> Path:
     axes[0][0].set_ylabel("accuracy vs truth")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(run / "accuracy_curves.png")
+    fig.savefig(run.plot("accuracy_curves"))
     plt.close(fig)
     lines = ["# Logistic-regression delta study (our own simulation, not the paper's theorem)", "",
              f"Student at cosine {cfg['rho_student']} with the truth, teacher A at {cfg['rho_teacher_a']}, teacher B at "
@@ -194,7 +197,7 @@ def logreg_report(run_dir: str | Path) -> Path:
         lines.append(f"| {r['d']} | {r['error_corr']} | {r['gap']} | {r['student_acc']:.4f} | {g('pref_best_gain')} | "
                      f"{r['pref_peak_step']:.0f} | {g('pref_final_gain')} | {g('sft_best_gain')} | {g('sft_final_gain')} |")
     lines += ["", "![accuracy curves](accuracy_curves.png)", "", f"Wall time: {s['seconds']} s.", ""]
-    path = run / REPORT
+    path = run.report
     write_text_atomic(path, "\n".join(lines))
     return path
 
