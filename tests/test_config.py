@@ -68,3 +68,49 @@ def test_presets_fill_what_the_recipe_leaves_out():
     assert mine.lr == 1e-7 and mine.beta == 5.0
     with pytest.raises(ValueError, match="multiple of micro_batch_size"):
         TrainConfig.model_validate({"data": "x", "global_batch_size": 6, "micro_batch_size": 4})
+
+
+def test_one_training_schema_derived_from_trainconfig():
+    """Study stages and condition overrides are TrainConfig's own fields made optional; presets state
+    only what differs from its defaults; bookkeeping is one mark on the fields, read by one function."""
+    from deltalearn.config import bookkeeping_keys
+    from deltalearn.studies.bold.study import BoldStudy
+    from deltalearn.studies.common import STAGE_KEYS, Stage, TrainOverrides
+    from deltalearn.studies.delta.study import DeltaStudy
+    from deltalearn.train.config import BOOKKEEPING_KEYS, PRESETS, TrainConfig, preset_value
+
+    fields = TrainConfig.model_fields
+    for k in STAGE_KEYS:
+        assert Stage.model_fields[k].description.startswith(fields[k].description)
+        assert Stage(preset="paper").model_dump()[k] == preset_value("paper", k)
+    assert set(TrainOverrides.model_fields) < set(fields) and "beta" in TrainOverrides.model_fields
+    for name, preset in PRESETS.items():
+        same = [k for k, v in preset.items() if v == fields[k].default]
+        assert not same, f"preset {name} restates defaults: {same}"
+    assert "micro_batch_size" in BOOKKEEPING_KEYS and "beta" not in BOOKKEEPING_KEYS
+    assert bookkeeping_keys(DeltaStudy) == {
+        "name", "description", "out_dir", "answers_dir", "conditions", "grid", "plan", "on_change", "eval.suites",
+        "eval.gain", "eval.batch_size", "generate.batch_size", "dpo.micro_batch_size", "sft.micro_batch_size"}
+    assert bookkeeping_keys(BoldStudy) >= {"name", "out_dir", "batch_size", "conditions", "on_change", "warmup.micro_batch_size"}
+
+
+def test_a_condition_overrides_any_train_key_and_errors_name_it():
+    import pytest
+
+    from deltalearn.config import validate
+    from deltalearn.errors import DeltaError
+    from deltalearn.studies.delta.study import DeltaStudy
+
+    def study(train):
+        return {"kind": "delta", "conditions": [{"name": "c", "chosen": "smollm2-135m", "rejected": "smollm2-135m-drop2",
+                                                 "train": train}]}
+
+    cfg = validate(DeltaStudy, study({"nll_coef": 1.0, "dtype": "bfloat16", "lr": None}), "r.yaml")
+    stage = cfg.stage_for(cfg.conditions[0])
+    assert (stage.nll_coef, stage.lr, stage.options) == (1.0, cfg.dpo.lr, {"dtype": "bfloat16"})
+    assert cfg.conditions[0].model_dump()["train"] == {"nll_coef": 1.0, "dtype": "bfloat16", "lr": None}
+    for train, key in (({"lr": -1}, "conditions.0.train.lr"), ({"foo": 1}, "conditions.0.train.foo"),
+                       ({"method": "sft"}, "conditions.0.train.method"), ({"micro_batch_size": 3}, "conditions.0.train")):
+        with pytest.raises(DeltaError) as e:
+            validate(DeltaStudy, study(train), "r.yaml")
+        assert f'r.yaml: key "{key}":' in str(e.value), str(e.value)

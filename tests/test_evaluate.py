@@ -331,7 +331,7 @@ def test_a_study_run_directory_refuses_a_second_engine(tmp_path):
 
     args = [f"out_dir={tmp_path / 's'}"]
     cfg = load_any("recipes/if_self_vs_weaker.yaml", args, files=False)
-    claim_study(cfg, cfg.BOOKKEEPING)
+    claim_study(cfg)
     other = load_any("recipes/if_self_vs_weaker.yaml", [*args, "generate.backend=vllm"], files=False)
     with pytest.raises(DeltaError, match=r"generate.backend \"?hf\"? -> \"?vllm"):
-        claim_study(other, other.BOOKKEEPING)
+        claim_study(other)

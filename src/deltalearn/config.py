@@ -16,6 +16,33 @@ from .errors import DeltaError, RecipeErrors
 
 T = TypeVar("T", bound=BaseModel)
 
+# `Field(..., json_schema_extra=BOOKKEEPING)`: the key changes how work is logged, saved, batched or
+# split into invocations, not what it computes. Records leave such keys out of the inputs that decide
+# reuse (train/loop.py, studies/common.py), so changing one never blocks a reuse or a resume.
+BOOKKEEPING = {"bookkeeping": True}
+
+
+def bookkeeping_keys(model: type[BaseModel], prefix: str = "") -> frozenset[str]:
+    """The dotted keys of `model` marked BOOKKEEPING, with those of the models nested in it
+    (`eval.suites`, `dpo.micro_batch_size`): the one place a recipe kind's bookkeeping is read from."""
+    out = set()
+    for name, f in model.model_fields.items():
+        if (f.json_schema_extra or {}).get("bookkeeping"):
+            out.add(prefix + name)
+        elif (sub := _nested_model(f.annotation)) is not None:
+            out |= bookkeeping_keys(sub, f"{prefix}{name}.")
+    return frozenset(out)
+
+
+def _nested_model(annotation) -> type[BaseModel] | None:
+    """`M`, `M | None` or `Optional[M]` for a pydantic model M; anything else (lists, dicts) is a leaf."""
+    from typing import get_args
+
+    for t in (annotation, *get_args(annotation)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)

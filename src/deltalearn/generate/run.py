@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config import BOOKKEEPING
+
 from .. import faults
 from ..chat import user_turn
 from ..errors import DeltaError
@@ -25,7 +27,7 @@ class GenerateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backend: Literal["hf", "vllm", "openai"] = Field(
         default="hf", description="Engine: hf (transformers, in process), vllm (a vLLM worker) or openai (an endpoint).")
-    batch_size: int = Field(default=16, ge=1, description="Prompts sent to the engine at once.")
+    batch_size: int = Field(default=16, ge=1, description="Prompts sent to the engine at once.", json_schema_extra=BOOKKEEPING)
     dtype: str = Field(default="float32", description="hf backend: the weights' dtype (float32, bfloat16, ...).")
     device: str = Field(default="cpu", description="hf backend: the torch device (cpu, cuda, cuda:1, ...).")
     settings: GenerationSettings = Field(default_factory=GenerationSettings, description="Decoding settings.")

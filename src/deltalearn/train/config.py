@@ -7,16 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models.spec import EMBEDDED, TierSpec
+from ..config import BOOKKEEPING, bookkeeping_keys
 from .methods import MethodName
 
 
-# Settings that change how a run is logged, saved or run, not what it computes: left out of the inputs
-# a finished run is reused by (train/loop.py) and of a study's (studies/common.py), so they never
-# block a reuse or a resume. torch_compile, lean_mlp and micro_batch_size only change how fast the same
-# step runs (a step's gradient is the same sum over its global batch however it is cut, floating-point
-# order aside). `data` and `model` are paths: the record holds their contents' fingerprints instead.
-BOOKKEEPING = frozenset({"name", "out_dir", "tracker", "save_every", "keep_checkpoints", "log_every", "torch_compile",
-                         "lean_mlp", "micro_batch_size", "on_change", "data", "model"})
+# The keys marked BOOKKEEPING change how a run is logged, saved or run, not what it computes: left out
+# of the inputs a finished run is reused by (train/loop.py) and of a study's (studies/common.py).
+# torch_compile, lean_mlp and micro_batch_size only change how fast the same step runs (a step's
+# gradient is the same sum over its global batch however it is cut, floating-point order aside).
+# `data` and `model` are paths: the record holds their contents' fingerprints instead.
+_B = BOOKKEEPING
 
 
 class LoraSettings(BaseModel):
@@ -33,11 +33,11 @@ class TrainConfig(BaseModel):
     kind: Literal["train"] = Field(default="train", description="Recipe kind: train (one training run on a pairs file).")
     preset: Literal["paper", "cpu"] | None = Field(
         default=None, description="Defaults under the recipe's own keys: paper (released configs) or cpu (embedded model, CPU).")
-    name: str = Field(default="train", description="Run name, a label (the wandb run's name).")
-    out_dir: str = Field(default="runs/train", description="Directory for checkpoints, final weights, metrics and the run record.")
+    name: str = Field(default="train", description="Run name, a label (the wandb run's name).", json_schema_extra=_B)
+    out_dir: str = Field(default="runs/train", description="Directory for checkpoints, final weights, metrics and the run record.", json_schema_extra=_B)
     model: TierSpec = Field(default_factory=lambda: TierSpec(name="policy", model=EMBEDDED),
-                            description="The starting model: the policy, and the frozen reference of methods that have one.")
-    data: str = Field(description="The pairs to train on: a pairs JSONL or a saved dataset directory.")
+                            description="The starting model: the policy, and the frozen reference of methods that have one.", json_schema_extra=_B)
+    data: str = Field(description="The pairs to train on: a pairs JSONL or a saved dataset directory.", json_schema_extra=_B)
     data_split: str | None = Field(default=None, description="Keep only rows whose `split` column equals this; null = every row.")
 
     method: MethodName = Field(default="dpo_norm", description="Loss: dpo_norm (the paper's), dpo, ipo, simpo or sft.")
@@ -53,7 +53,7 @@ class TrainConfig(BaseModel):
     global_batch_size: int = Field(
         default=32, ge=1, description="Pairs per optimizer step, over all processes; a multiple of micro_batch_size.")
     micro_batch_size: int = Field(
-        default=1, ge=1, description="Pairs per forward pass, per process: speed and memory only, not the result.")
+        default=1, ge=1, description="Pairs per forward pass, per process: speed and memory only, not the result.", json_schema_extra=_B)
     max_length: int = Field(default=2048, gt=8, description="Most tokens of prompt plus answer; a longer pair follows `truncation`.")
     truncation: Literal["truncate", "drop"] = Field(
         default="truncate", description="Pairs over max_length: truncate (cut the answers to fit) or drop (leave the pair out).")
@@ -84,7 +84,7 @@ class TrainConfig(BaseModel):
     # Compile each decoder layer (torch.compile, dynamic shapes) for training: fuses the element-wise
     # work between matmuls. Costs a compile before the first step (cached on disk for later runs);
     # on the CPU it needs a C++ compiler and runs eager, with a warning, without one.
-    torch_compile: bool = Field(default=False, description="Compile each decoder layer with torch.compile (costs a compile first).")
+    torch_compile: bool = Field(default=False, description="Compile each decoder layer with torch.compile (costs a compile first).", json_schema_extra=_B)
     # Pack a micro-batch's rows into one row with attention per row (scoring/packing.py), so no matmul
     # runs on padding. Needs a model with plain causal sdpa attention; others train padded, with a warning.
     padding_free: bool = Field(
@@ -93,17 +93,17 @@ class TrainConfig(BaseModel):
     # and recomputes the rest (train/lean_mlp.py): a quarter less activation memory. float32, no
     # DeepSpeed/FSDP, not with torch_compile (Inductor picks what to keep itself).
     lean_mlp: bool = Field(
-        default=False, description="Gated MLPs keep only x, gate(x), up(x) for backward: less memory (float32, unsharded).")
+        default=False, description="Gated MLPs keep only x, gate(x), up(x) for backward: less memory (float32, unsharded).", json_schema_extra=_B)
 
-    save_every: int = Field(default=0, ge=0, description="Save a checkpoint every this many steps; 0 = only the final model.")
-    keep_checkpoints: int = Field(default=2, ge=1, description="Checkpoints kept on disk; older ones are deleted.")
-    log_every: int = Field(default=1, ge=1, description="Write metrics every this many steps (and at the last step).")
+    save_every: int = Field(default=0, ge=0, description="Save a checkpoint every this many steps; 0 = only the final model.", json_schema_extra=_B)
+    keep_checkpoints: int = Field(default=2, ge=1, description="Checkpoints kept on disk; older ones are deleted.", json_schema_extra=_B)
+    log_every: int = Field(default=1, ge=1, description="Write metrics every this many steps (and at the last step).", json_schema_extra=_B)
     tracker: Literal["tensorboard", "wandb", "none"] = Field(
-        default="tensorboard", description="Where metrics go besides metrics.jsonl: tensorboard, wandb or none.")
+        default="tensorboard", description="Where metrics go besides metrics.jsonl: tensorboard, wandb or none.", json_schema_extra=_B)
     # What to do when out_dir holds a run made with other inputs: refuse (the default: nothing is
     # ever silently reused or resumed) or rerun (delete that run and train again).
     on_change: Literal["refuse", "rerun"] = Field(
-        default="refuse", description="out_dir holds a run made with other inputs: refuse, or rerun (delete it, train again).")
+        default="refuse", description="out_dir holds a run made with other inputs: refuse, or rerun (delete it, train again).", json_schema_extra=_B)
 
     @model_validator(mode="before")
     @classmethod
@@ -128,23 +128,19 @@ class TrainConfig(BaseModel):
         return self
 
 
-# The released configs of the paper (OpenRLHF fork) for Tulu-3-8B-SFT, Qwen 3B > 1.5B.
-PAPER = {
-    "method": "dpo_norm", "beta": 5.0, "lr": 5e-8, "global_batch_size": 32, "micro_batch_size": 1, "epochs": 1,
-    "warmup_ratio": 0.03, "min_lr_ratio": 0.1, "weight_decay": 0.0, "adam_betas": [0.9, 0.95],
-    "max_grad_norm": 1.0, "seed": 42, "max_length": 2048, "dtype": "bfloat16", "gradient_checkpointing": True,
-}
-# The embedded SmolLM2-135M on a 2-core CPU: float32 (bfloat16 is far slower on a CPU without bf16 matmul units), short
-# sequences, a learning rate large enough to move a 135M model in tens of steps (the prototype of
-# the bold-section study used 2e-5 at batch 8).
+# Each preset states only what it changes from TrainConfig's defaults (which are the paper's own).
+# The released configs of the paper (OpenRLHF fork) for Tulu-3-8B-SFT, Qwen 3B > 1.5B: lr 5e-8, batch
+# 32, one epoch, 2048 tokens, beta 5 (the defaults), in bfloat16 with activation recomputation.
+PAPER = {"dtype": "bfloat16", "gradient_checkpointing": True}
+# The embedded SmolLM2-135M on a 2-core CPU: float32 (bfloat16 is far slower on a CPU without bf16
+# matmul units), short sequences, a learning rate large enough to move a 135M model in tens of steps
+# (the prototype of the bold-section study used 2e-5 at batch 8).
 CPU = {
-    "method": "dpo_norm", "beta": 5.0, "lr": 2e-5, "global_batch_size": 8, "micro_batch_size": 2, "epochs": 1,
-    "warmup_ratio": 0.03, "min_lr_ratio": 0.1, "weight_decay": 0.0, "adam_betas": [0.9, 0.95],
-    "max_grad_norm": 1.0, "seed": 42, "max_length": 384, "dtype": "float32", "gradient_checkpointing": False,
-    # Two pairs per forward: the matmuls see ~680 rows instead of ~340 and run ~10% faster on this
+    "lr": 2e-5, "global_batch_size": 8, "max_length": 384,
+    # Two pairs per forward: the matmuls see ~680 rows instead of ~340 and run ~10% faster on a 2-core
     # CPU; four would be faster still but take the peak RSS to ~0.8x TRL's (BENCHMARKS.md).
     # lean_mlp pays for most of the second pair's activations.
-    "lean_mlp": True,
+    "micro_batch_size": 2, "lean_mlp": True,
     "logprob_chunk": 256,
     # Keep the head's softmax for backward (a micro-batch's response positions x 49,152 vocab fit in
     # 256 MB up to ~1,300 tokens): skips recomputing the head's logits (BENCHMARKS.md).
@@ -155,9 +151,15 @@ CPU = {
     # 6-45 s it takes to compile for runs of the demo's size (BENCHMARKS.md).
 }
 PRESETS = {"paper": PAPER, "cpu": CPU}
+BOOKKEEPING_KEYS = bookkeeping_keys(TrainConfig)
 
 
 def with_preset(data: dict) -> dict:
     """Preset values first, the recipe's own keys on top."""
     preset = data.get("preset")
     return {**PRESETS[preset], **data} if preset in PRESETS else data
+
+
+def preset_value(preset: str, key: str):
+    """What a train recipe with only `preset` set gets for `key`: the preset's value or the default."""
+    return PRESETS[preset].get(key, TrainConfig.model_fields[key].default)

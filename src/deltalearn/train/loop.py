@@ -28,7 +28,7 @@ from ..rundir import CHECKPOINTS, FINAL, SUMMARY, TENSORBOARD, read_summary, sum
 from . import losses as L
 from .batching import apply_length_policy, collate, global_batches, micro_batches, tokenize_dataset
 from .checkpoint import latest_checkpoint
-from .config import BOOKKEEPING, TrainConfig
+from .config import BOOKKEEPING_KEYS, TrainConfig
 from .flops import PeakProbe, model_shape, train_flops
 from .lean_mlp import use_lean_mlp
 from ..scoring.logprobs import ResponseLogps
@@ -69,13 +69,13 @@ def run_inputs(cfg: TrainConfig) -> dict:
     data = Path(cfg.data)
     if not data.exists():
         raise DeltaError(f"{data}: pairs file not found")
-    inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in BOOKKEEPING}
+    inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in BOOKKEEPING_KEYS}
     return {**inputs, "data_sha256": _data_fingerprint(data), "model_fingerprint": tier_fingerprint(cfg.model)}
 
 
 def _defaults() -> dict:
     """A setting missing from an older record is one added since, which that run had at its default."""
-    return {k: f.default for k, f in TrainConfig.model_fields.items() if k not in BOOKKEEPING and not f.is_required()}
+    return {k: f.default for k, f in TrainConfig.model_fields.items() if k not in BOOKKEEPING_KEYS and not f.is_required()}
 
 
 def done_with(cfg: TrainConfig) -> bool:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ...config import BOOKKEEPING
 
 from ...generate.base import GenerationSettings
 from ...generate.prompts import load_prompts
@@ -38,8 +40,8 @@ PAPER = {"base": 5.9, "sft3": 4.4, "sft2": 2.9, "dpo_3_over_2": 81.1, "dpo_2_ove
 class BoldStudy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["bold"] = Field(default="bold", description="Recipe kind: bold (the bold-section control).")
-    name: str = Field(default="bold", description="The study's name, shown in the CLI's table.")
-    out_dir: str = Field(default="runs/bold", description="The study's run directory: data, models, eval, results and report.")
+    name: str = Field(default="bold", description="The study's name, shown in the CLI's table.", json_schema_extra=BOOKKEEPING)
+    out_dir: str = Field(default="runs/bold", description="The study's run directory: data, models, eval, results and report.", json_schema_extra=BOOKKEEPING)
     student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED),
                               description="The model that writes the answers; training starts from it (after the warm-up, if any).")
     train_limit: int = Field(default=48, gt=0, description="Training prompts (the shipped set's train split) the student answers.")
@@ -49,7 +51,7 @@ class BoldStudy(BaseModel):
     heldout_limit: int = Field(default=48, ge=0, description="Questions of the second held-out set (suite `style_sciq`); 0 = not evaluated.")
     answer_max_new_tokens: int = Field(default=128, gt=0, description="Token budget of the student's answers to the training prompts.")
     eval_max_new_tokens: int = Field(default=160, gt=0, description="Token budget of the answers scored in evaluation.")
-    batch_size: int = Field(default=16, ge=1, description="Prompts per batch, in generation and in evaluation.")
+    batch_size: int = Field(default=16, ge=1, description="Prompts per batch, in generation and in evaluation.", json_schema_extra=BOOKKEEPING)
     warmup: Stage | None = Field(default_factory=lambda: Stage(method="sft", lr=5e-5, epochs=1),
                                  description="Trained on warmup_k-section answers before the conditions, so the start shows the behaviour; null = none.")
     warmup_k: int = Field(default=3, ge=1, le=12, description="Bold sections in the warm-up's chosen answers, 1 to 12.")
@@ -58,15 +60,11 @@ class BoldStudy(BaseModel):
                        description="Training settings of the sft3 and sft2 conditions (their method is always sft).")
     conditions: list[Literal["sft3", "sft2", "dpo_3_over_2", "dpo_2_over_3", "dpo_3_over_3"]] = Field(
         default_factory=lambda: list(CONDITIONS),
-        description="Conditions to run: sft3, sft2, dpo_3_over_2, dpo_2_over_3, dpo_3_over_3 (zero delta).")
+        description="Conditions to run: sft3, sft2, dpo_3_over_2, dpo_2_over_3, dpo_3_over_3 (zero delta).", json_schema_extra=BOOKKEEPING)
     seed: int = Field(default=42, description="Seed of training, evaluation and the bootstrap intervals.")
     # A run directory made with other settings: refuse (default), or rerun what they change.
     on_change: Literal["refuse", "rerun"] = Field(
-        default="refuse", description="out_dir holds a run made with other settings: refuse, or rerun what they change.")
-
-    # Keys that change no result: where it is written, generation batch size, which conditions run now
-    # (each condition's training and evaluation keep their own record).
-    BOOKKEEPING: ClassVar[set[str]] = {"name", "out_dir", "batch_size", "conditions", "on_change"}
+        default="refuse", description="out_dir holds a run made with other settings: refuse, or rerun what they change.", json_schema_extra=BOOKKEEPING)
 
     def problems(self) -> list[tuple[str, str]]:
         from ...models.loading import source_problems
@@ -135,7 +133,7 @@ def _differences(run: RunDir, names: list[str], cfg: BoldStudy) -> dict:
 
 def run_bold(cfg: BoldStudy, *, console=None) -> dict:
     run = RunDir(cfg.out_dir)
-    claim_study(cfg, cfg.BOOKKEEPING)
+    claim_study(cfg)
     write_json_atomic(run.config, cfg.model_dump(mode="json"))
     times, t0 = {}, time.perf_counter()
     train_prompts = load_prompts(split="train", limit=cfg.train_limit)
@@ -180,5 +178,5 @@ def run_bold(cfg: BoldStudy, *, console=None) -> dict:
     from .report import bold_report
 
     bold_report(run.root)
-    finish_study(cfg, cfg.BOOKKEEPING)
+    finish_study(cfg)
     return summary

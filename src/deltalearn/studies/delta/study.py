@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from itertools import permutations
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ...config import BOOKKEEPING
 
 from ...errors import RecipeErrors
 from ...generate.base import GenerationSettings
@@ -26,7 +28,7 @@ from ...metrics.stats import paired_gain
 from ...models.ladder import Ladder, default_ladder
 from ...models.spec import EMBEDDED, TierSpec
 from ...pairs.filters import FilterConfig
-from ..common import Stage, claim_study, finish_study, train_stage
+from ..common import Stage, TrainOverrides, claim_study, finish_study, train_stage
 from . import STUDY
 from .plan import PlanSettings
 
@@ -41,8 +43,8 @@ class Condition(BaseModel):
     chosen: str = Field(description="The ladder tier whose answers are chosen.")
     rejected: str | None = Field(
         default=None, description="The ladder tier whose answers are rejected; sft may leave it out (it trains on chosen only).")
-    train: dict = Field(
-        default_factory=dict, description="This condition's own stage keys (e.g. lr, beta) over the `dpo` or `sft` stage's.")
+    train: TrainOverrides = Field(
+        default_factory=TrainOverrides, description="This condition's own train keys (e.g. lr, beta, dtype) over the `dpo` or `sft` stage's.")
 
     @property
     def run_name(self) -> str:
@@ -89,16 +91,16 @@ class AuditStage(BaseModel):
 class EvalStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     suites: list[str] = Field(default_factory=lambda: ["mc_lite", "ifeval_lite", "overrefusal", "harmful_refusal"],
-                              description="Offline suites scored on the student and on every trained model.")
+                              description="Offline suites scored on the student and on every trained model.", json_schema_extra=BOOKKEEPING)
     limit: int | None = Field(default=40, gt=0, description="Items per suite (its first ones); null = every item.")
     limits: dict[str, Annotated[int, Field(gt=0)]] = Field(
         default_factory=dict, description="Items per suite for the suites named here, over `limit`.")
     max_new_tokens: int | None = Field(default=128, gt=0, description="Token budget of generated answers; null = each suite's own.")
-    batch_size: int = Field(default=16, ge=1, description="Items per batch in evaluation.")
+    batch_size: int = Field(default=16, ge=1, description="Items per batch in evaluation.", json_schema_extra=BOOKKEEPING)
     # The gain of a condition: the mean over these metrics of its paired difference to the student,
     # each signed so that positive is better (the paper's "average over benchmarks").
     gain: list[str] = Field(default_factory=lambda: ["mc_lite.acc_norm", "ifeval_lite.instruction_strict"],
-                            description="suite.metric names whose signed paired differences to the student average to the gain.")
+                            description="suite.metric names whose signed paired differences to the student average to the gain.", json_schema_extra=BOOKKEEPING)
 
     @model_validator(mode="after")
     def _suites_and_gain(self) -> "EvalStage":
@@ -115,11 +117,11 @@ class EvalStage(BaseModel):
 class DeltaStudy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["delta"] = Field(default="delta", description="Recipe kind: delta (conditions pairing ladder tiers' answers).")
-    name: str = Field(default="delta", description="The study's name, shown in report.md and in the CLI's tables.")
-    description: str = Field(default="", description="What the study tests and what it does not reproduce; printed in report.md.")
-    out_dir: str = Field(default="runs/delta", description="The study's run directory: pairs, audit, models, eval, results and report.")
+    name: str = Field(default="delta", description="The study's name, shown in report.md and in the CLI's tables.", json_schema_extra=BOOKKEEPING)
+    description: str = Field(default="", description="What the study tests and what it does not reproduce; printed in report.md.", json_schema_extra=BOOKKEEPING)
+    out_dir: str = Field(default="runs/delta", description="The study's run directory: pairs, audit, models, eval, results and report.", json_schema_extra=BOOKKEEPING)
     answers_dir: str | None = Field(
-        default=None, description="Where tiers' answers are cached, to share them between studies; null = out_dir.")
+        default=None, description="Where tiers' answers are cached, to share them between studies; null = out_dir.", json_schema_extra=BOOKKEEPING)
     student: TierSpec = Field(default_factory=lambda: TierSpec(name="smollm2-135m", model=EMBEDDED),
                               description="The model every condition trains from, and the baseline of every comparison.")
     ladder: Ladder = Field(default_factory=default_ladder, description="The tiers whose answers conditions pair, or `default`.")
@@ -131,25 +133,19 @@ class DeltaStudy(BaseModel):
     # Answers cut by the token limit are kept: at CPU lengths most long answers are cut.
     filters: FilterConfig = Field(default_factory=lambda: FilterConfig(drop_truncated=False),
                                   description="Which pairs are dropped from each condition's dataset.")
-    conditions: list[Condition] = Field(default_factory=list, description="Conditions named one by one.")
-    grid: Grid | None = Field(default=None, description="Conditions for ordered pairs of tiers, added to `conditions`; null = none.")
+    conditions: list[Condition] = Field(default_factory=list, description="Conditions named one by one.", json_schema_extra=BOOKKEEPING)
+    grid: Grid | None = Field(default=None, description="Conditions for ordered pairs of tiers, added to `conditions`; null = none.", json_schema_extra=BOOKKEEPING)
     audit: AuditStage | None = Field(
         default_factory=AuditStage, description="Judge each dataset's delta before training; null = no audit.")
     eval: EvalStage = Field(default_factory=EvalStage, description="What is scored on the student and on each trained model.")
     plan: PlanSettings | None = Field(
-        default=None, description="The dry run's assumptions (GPU, throughput, token counts); null = this machine's.")
+        default=None, description="The dry run's assumptions (GPU, throughput, token counts); null = this machine's.", json_schema_extra=BOOKKEEPING)
     dpo: Stage = Field(default_factory=lambda: Stage(lr=5e-5), description="Training settings of the preference conditions.")
     sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5), description="Training settings of the sft conditions.")
     seed: int = Field(default=42, description="Seed of training, audit sampling, evaluation and the bootstrap intervals.")
     # A run directory made with other settings: refuse (default), or rerun what they change.
     on_change: Literal["refuse", "rerun"] = Field(
-        default="refuse", description="out_dir holds a run made with other settings: refuse, or rerun what they change.")
-
-    # Keys that do not change any result: where things are written and which conditions or suites
-    # this invocation covers (each condition's training and each suite's evaluation keep their own
-    # record, so adding one reuses the rest).
-    BOOKKEEPING: ClassVar[set[str]] = {"name", "description", "out_dir", "answers_dir", "conditions", "grid", "plan",
-                                       "on_change", "eval.suites", "eval.gain", "eval.batch_size", "generate.batch_size"}
+        default="refuse", description="out_dir holds a run made with other settings: refuse, or rerun what they change.", json_schema_extra=BOOKKEEPING)
 
     @field_validator("ladder", mode="before")
     @classmethod
@@ -216,7 +212,7 @@ class DeltaStudy(BaseModel):
 
     def stage_for(self, c: Condition) -> Stage:
         base = self.sft if c.method == "sft" else self.dpo
-        return Stage.model_validate({**base.model_dump(), **c.train, "method": c.method})
+        return base.with_overrides(c.train, c.method)
 
     def needed_tiers(self) -> list[TierSpec]:
         """The ladder tiers some condition pairs, in ladder order: only these generate answers."""
@@ -389,7 +385,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
     run = RunDir(cfg.out_dir)
     conditions = _selected(cfg, stage, condition)
     run.root.mkdir(parents=True, exist_ok=True)
-    claim_study(cfg, cfg.BOOKKEEPING)
+    claim_study(cfg)
     write_json_atomic(run.config, cfg.model_dump(mode="json"))
     t0 = time.perf_counter()
     if stage in ("all", "data"):
@@ -486,7 +482,7 @@ def _collect(cfg: DeltaStudy, conditions: list[Condition], run: RunDir, data: di
 
     delta_report(run.root)
     if not missing:
-        finish_study(cfg, cfg.BOOKKEEPING)
+        finish_study(cfg)
     return summary
 
 
