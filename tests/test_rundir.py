@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "deltalearn"
 # (a model folder's own config.json is Hugging Face's layout, and the model cache is not a run directory).
 LAYOUT = re.compile(r'/ (?:"(?:eval|models|pairs|audit|generations|data|final|checkpoints|tensorboard|summary\.json|'
                     r'results\.json|data\.json|report\.md|record\.json|ladder\.json|ladder\.md|measure\.json)"'
-                    r'|f"\{[\w.]+\}\.jsonl")')
+                    r'|f"\{[\w.]+\}\.jsonl")|"(?:generations|loglik_cache)[^"]*\.jsonl"')
 
 
 def test_no_module_but_rundir_spells_the_layout():

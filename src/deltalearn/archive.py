@@ -24,7 +24,7 @@ DEFAULT_MAX_BYTES = 8 * 2**20
 
 
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
-_EVAL_CACHE = re.compile(r"(generations(-[\w.]+)?|loglik_cache)\.jsonl")
+_EVAL_CACHE = re.compile(r"(generations(-[\w.]+)?|loglik_cache)\.jsonl")  # rundir.answer_cache, loglik_cache
 
 
 def _linked_plots(src: Path) -> set[Path]:

@@ -45,6 +45,16 @@ def suite_items(eval_dir: str | Path, suite: str) -> Path:
     return Path(eval_dir) / f"{suite}.jsonl"
 
 
+def answer_cache(eval_dir: str | Path, engine: str) -> Path:
+    """An evaluation's cache of generated answers; each engine keeps its own (greedy answers may differ)."""
+    return Path(eval_dir) / ("generations.jsonl" if engine == "hf" else f"generations-{engine}.jsonl")
+
+
+def loglik_cache(eval_dir: str | Path) -> Path:
+    """An evaluation's cache of log-likelihood scores (always the local HF model's)."""
+    return Path(eval_dir) / "loglik_cache.jsonl"
+
+
 def summary_path(work_dir: str | Path) -> Path:
     return Path(work_dir) / SUMMARY
 

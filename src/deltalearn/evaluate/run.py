@@ -16,7 +16,7 @@ from ..generate.prompts import Prompt
 from ..generate.run import GenerateConfig, generate_tier, make_backend, tier_key_fingerprint
 from ..io import fingerprint, read_jsonl, remove_stale_temps, write_json_atomic, write_jsonl_atomic
 from ..models.spec import TierSpec
-from ..rundir import SUMMARY, suite_items, summary_path
+from ..rundir import SUMMARY, answer_cache, loglik_cache, suite_items, summary_path
 from .suites import expand, get_suite
 
 
@@ -95,7 +95,7 @@ def _score(tier, todo, out: Path, summary: dict, *, batch_size, seed, max_new_to
                 t0 = time.perf_counter()
                 engine = inputs["engine"]
                 if suite.mode == "loglik":
-                    rows = _loglik_rows(suite, items, backend_for("hf"), out / "loglik_cache.jsonl", progress)
+                    rows = _loglik_rows(suite, items, backend_for("hf"), loglik_cache(out), progress)
                 else:
                     rows = _generated_rows(tier, suite, items, backend_for(engine), _engine_config(generate, engine),
                                            out, batch_size, seed, max_new_tokens, progress)
@@ -116,7 +116,7 @@ def _generated_rows(tier, suite, items, backend, gen: GenerateConfig, out: Path,
     cfg = gen.model_copy(update={"batch_size": batch_size, "settings": GenerationSettings(
         max_new_tokens=max_new_tokens or suite.max_new_tokens, seed=seed)})
     # Each engine keeps its own cache: the same weights and prompt may give other answers elsewhere.
-    cache = out / ("generations.jsonl" if gen.backend == "hf" else f"generations-{gen.backend}.jsonl")
+    cache = answer_cache(out, gen.backend)
     res = generate_tier(tier, [Prompt(id=i.id, text=i.prompt) for i in items], cfg, cache,
                         backend=backend, progress=progress, label=suite.name)
     rows = []
