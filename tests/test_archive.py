@@ -65,6 +65,13 @@ def test_archive_keeps_one_copy_of_each_thing(tmp_path):
     assert why["stray.png"] == why["audit/y/hist.png"] == "a plot no report links to"
     assert all("evaluation's cache" in why[f"eval/base/{n}.jsonl"] for n in ("generations", "generations-vllm", "loglik_cache"))
 
+    # A delta study (its data.json says so) rebuilds its pairs from its answers: none is kept, the answers are.
+    (run / "data.json").write_text("{}")
+    study = archive(run, tmp_path / "study")
+    assert not (tmp_path / "study" / "pairs").exists() and (tmp_path / "study" / "answers" / "generations.jsonl").is_file()
+    assert {x["why"] for x in study["skipped"] if x["path"].startswith("pairs/")} == {
+        "a study's pairs (its data stage rebuilds them from the answers)"}
+
 
 def test_archive_refuses_a_target_inside_or_around_the_source(tmp_path):
     _tree(tmp_path / "run", {"a.json": b"{}"})
@@ -93,7 +100,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def test_an_archived_study_restores_and_its_report_comes_back(tmp_path):
-    """results/ keeps study 2's three seeds without caches or saved datasets: restored, each seed's
+    """results/ keeps study 2's three seeds without caches, saved datasets or pairs: restored, each seed's
     report is rebuilt from its records word for word, and pooling them gives the kept pool's numbers."""
     from deltalearn.studies.delta.pool import pool_delta
     from deltalearn.studies.delta.report import delta_report

@@ -161,11 +161,18 @@ def test_stages_run_apart_give_the_same_results_as_one_run(tmp_path, tiny_model_
     from deltalearn.archive import archive
 
     kept = archive(tmp_path / "staged", tmp_path / "kept")
-    assert kept["skipped"] and all(any(w in x["why"] for w in ("weights", "evaluation's cache", "saved dataset", "no report"))
-                                   for x in kept["skipped"])
+    assert kept["skipped"] and all(any(w in x["why"] for w in ("weights", "evaluation's cache", "saved dataset", "no report",
+                                                               "study's pairs")) for x in kept["skipped"])
     assert any("weights" in x["why"] for x in kept["skipped"])
+    pairs = {p.name: p.read_bytes() for p in (tmp_path / "staged" / "pairs").glob("*.jsonl")}
+    assert sorted(pairs) == ["a.jsonl", "b.jsonl"] and not (tmp_path / "kept" / "pairs").exists()
     shutil.rmtree(tmp_path / "staged")
     archive(tmp_path / "kept", tmp_path / "staged")
+    with pytest.raises(DeltaError, match=r"a\.jsonl: not here .* --stage data"):
+        run_delta(staged, stage="train")  # the pairs were left out of the archive, and are named before any work
+    assert next_commands(study_status(staged), "r.yaml", None)[0] == "deltalearn run r.yaml --stage data"
+    assert run_delta(staged, stage="data") is None  # rebuilt from the archived answers, byte for byte
+    assert {p.name: p.read_bytes() for p in (tmp_path / "staged" / "pairs").glob("*.jsonl")} == pairs
     changed = DeltaStudy.model_validate({**spec, "out_dir": str(tmp_path / "staged"), "conditions": [
         {**spec["conditions"][0], "train": {"lr": 5e-4}}, spec["conditions"][1]]})
     with pytest.raises(DeltaError, match="'a': its weights .* are gone"):

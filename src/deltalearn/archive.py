@@ -7,7 +7,10 @@ Studies that outlive one machine are kept this way in the repository (`results/`
 one copy of each thing: a pairs file's saved HF dataset (the same rows as the JSONL beside it) stays
 behind, so do an evaluation's answer and log-likelihood caches (each suite's per-item file holds the same
 answers and scores, and a restored evaluation is reused from those), and so does a plot that no report
-in the archive links to. Only an evaluation redone with other inputs generates again."""
+in the archive links to. A delta study's pairs stay behind too: its data stage rebuilds them from the
+answers (archive the recipe's `answers_dir` beside the study) in seconds and byte for byte, and the
+audit's and training's records, keyed by the pairs' content, check that. Only an evaluation redone
+with other inputs generates again."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from .errors import DeltaError
 from .io import atomic_path
-from .rundir import HEAVY_DIRS, HEAVY_SUFFIXES, read_summary
+from .rundir import HEAVY_DIRS, HEAVY_SUFFIXES, RunDir, read_summary
 
 DEFAULT_MAX_BYTES = 8 * 2**20
 
@@ -39,6 +42,8 @@ def _linked_plots(src: Path) -> set[Path]:
 
 
 def _duplicate(src: Path, rel: Path, linked: set[Path]) -> str | None:
+    if RunDir(src).rebuilt_pairs(rel):
+        return "a study's pairs (its data stage rebuilds them from the answers)"
     if rel.suffix == ".png" and rel not in linked:
         return "a plot no report links to"
     if _EVAL_CACHE.fullmatch(rel.name) and _is_eval_dir(src / rel.parent):

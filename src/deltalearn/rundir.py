@@ -15,7 +15,7 @@ directory per piece of work:
     OUT/results.json, report.md, *.png   the study's result and report
 
 Only the small files travel to an archive (archive.py): what `HEAVY_DIRS` and `HEAVY_SUFFIXES` name
-stays behind. A condition restored from one is trained and evaluated but has no weights (`restored`)."""
+stays behind, and so do a delta study's pairs (its data stage rebuilds them from the answers). A condition restored from one is trained and evaluated but has no weights (`restored`)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ CONFIG = "config.json"
 REPORT = "report.md"
 MANIFEST = "manifest.json"
 RECORD = "record.json"  # record.py's record of the inputs a piece of work was made from
+PAIRS = "pairs"  # a delta study's preference pairs, rebuilt from the answers by its data stage
 STUDENT = "base"  # the untrained student's evaluation directory under eval/
 FINAL = "final"  # a training run's weights
 CHECKPOINTS = "checkpoints"  # a training run's resumable state
@@ -98,7 +99,13 @@ class RunDir:
 
     def pairs(self, name: str) -> Path:
         """Where a condition's pairs go, without the suffix (pairs/dataset.py writes NAME.jsonl and NAME/)."""
-        return self.root / "pairs" / name
+        return self.root / PAIRS / name
+
+    def rebuilt_pairs(self, rel: Path) -> bool:
+        """Is `rel` (relative to the root) a pairs file (or its saved dataset) that this study's data stage
+        rebuilds from its answers? An archive leaves those out: the data stage remakes them in seconds,
+        byte for byte."""
+        return self.data.is_file() and len(rel.parts) > 1 and rel.parts[0] == PAIRS
 
     def audit(self, name: str) -> Path:
         return self.root / "audit" / name

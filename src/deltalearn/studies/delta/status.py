@@ -52,7 +52,8 @@ def study_status(cfg) -> dict:
                      "trained": trained, "train_s": _seconds(summary_path(model)),
                      "evaluated": _suites_done(run.eval(c.run_name), suites),
                      "eval_s": _seconds(summary_path(run.eval(c.run_name)), suites)})
-    return {"out_dir": str(run.root), "data": data is not None, "suites": len(suites), "rows": rows,
+    gone = data is not None and any(not Path(r["data"]).is_file() for r in data["results"].values() if "data" in r)
+    return {"out_dir": str(run.root), "data": data is not None, "pairs_gone": gone, "suites": len(suites), "rows": rows,
             "report": run.report.is_file() and run.results.is_file() and not run.read_results().get("missing")}
 
 
@@ -60,7 +61,7 @@ def next_commands(status: dict, recipe: str, overrides: list[str] | None) -> lis
     """The stage commands still to run, in the order the studies so far ran them (each condition
     trained then evaluated, so that an interrupted session leaves whole conditions)."""
     base = "deltalearn run " + shlex.join([recipe, *[a for o in overrides or [] for a in ("--set", o)]])
-    cmds = [] if status["data"] else [f"{base} --stage data"]
+    cmds = []
     for r in status["rows"][1:]:
         if r["trained"] in ("no", "started"):
             cmds.append(f"{base} --stage train --condition {shlex.quote(r['name'])}")
@@ -68,6 +69,8 @@ def next_commands(status: dict, recipe: str, overrides: list[str] | None) -> lis
             cmds.append(f"{base} --stage eval --condition {shlex.quote(r['name'])}")
     if cmds or not status["report"]:
         cmds.append(f"{base} --stage report")
+    if not status["data"] or (cmds and status.get("pairs_gone")):  # a restored archive: its pairs first
+        cmds.insert(0, f"{base} --stage data")
     return cmds
 
 

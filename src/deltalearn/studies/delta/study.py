@@ -394,6 +394,7 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         data = run.read_data()
     else:
         raise DeltaError(f"{run.root}: no {DATA}; run the data stage first (deltalearn run RECIPE --stage data)")
+    _need_pairs(conditions, data["results"])
     if stage in ("all", "train"):
         _train_all(cfg, conditions, run, data["results"], console)
     if stage in ("data", "train"):
@@ -403,6 +404,17 @@ def run_delta(cfg: DeltaStudy, *, console=None, stage: str = "all", condition: s
         if condition is not None:
             return None
     return _collect(cfg, conditions, run, data, stage, t0)
+
+
+def _need_pairs(conditions: list[Condition], results: dict) -> None:
+    """Training, a restored evaluation and the report read the pairs, which an archive leaves out: say
+    how to get them back before any work."""
+    from ...errors import DeltaError
+
+    gone = [results[c.name]["data"] for c in conditions if not Path(results[c.name]["data"]).is_file()]
+    if gone:
+        raise DeltaError(f"{gone[0]}: not here (an archive leaves a study's pairs out); rebuild them from the "
+                         "answers with the data stage first (deltalearn run RECIPE --stage data)")
 
 
 def _selected(cfg: DeltaStudy, stage: str, condition: str | None) -> list[Condition]:
