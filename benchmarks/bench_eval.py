@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-SUITES = {"ifeval_heldout": ("instruction_loose", 48), "ifbench": ("instruction_loose", 16), "mbpp": ("pass@1", 16)}
+SUITES = {"ifeval_heldout": "instruction_loose", "ifbench": "instruction_loose", "mbpp": "pass@1"}
 
 
 def _peak() -> float:
@@ -34,7 +34,7 @@ def _peak() -> float:
     return PeakProbe("cpu", torch.float32)()
 
 
-def _one(model: str, engine: str, out: Path, batch_size: int) -> dict:
+def _one(model: str, engine: str, out: Path, batch_size: int, limit: int) -> dict:
     from deltalearn.evaluate.run import evaluate
     from deltalearn.generate.run import GenerateConfig
     from deltalearn.io import read_jsonl
@@ -47,23 +47,23 @@ def _one(model: str, engine: str, out: Path, batch_size: int) -> dict:
     if out.exists():
         shutil.rmtree(out)  # a fresh evaluation: no answer comes from an earlier run's cache
     t0 = time.perf_counter()
-    for suite, (_, n) in SUITES.items():
-        evaluate(tier, [suite], out, limit=n, batch_size=batch_size, seed=0, generate=GenerateConfig(backend=engine))
+    # One call for all suites, as `deltalearn eval` makes: an engine starts once per evaluation.
+    evaluate(tier, list(SUITES), out, limit=limit, batch_size=batch_size, seed=0, generate=GenerateConfig(backend=engine))
     wall = time.perf_counter() - t0
     rows = {s: {r["id"]: r for r in read_jsonl(out / f"{s}.jsonl")} for s in SUITES}
     tokens = sum(r["n_tokens"] for s in rows.values() for r in s.values())
     gen_s = sum(json.loads((out / "summary.json").read_text())["suites"][s]["seconds"] for s in SUITES)
-    limit = peak / (2.0 * params)
+    bound = peak / (2.0 * params)
     return {"model": model, "engine": engine, "params": params, "wall_s": wall, "suite_s": gen_s, "tokens": tokens,
-            "tokens_per_s": tokens / wall, "peak_flops": peak, "limit_tokens_per_s": limit,
-            "share_of_limit": tokens / wall / limit, "rows": rows}
+            "tokens_per_s": tokens / wall, "peak_flops": peak, "limit_tokens_per_s": bound,
+            "share_of_limit": tokens / wall / bound, "rows": rows}
 
 
 def _agreement(a: dict, b: dict) -> dict:
     from deltalearn.metrics.stats import bootstrap_ci
 
     out = {}
-    for suite, (metric, _) in SUITES.items():
+    for suite, metric in SUITES.items():
         ids = sorted(a["rows"][suite])
         same = sum(a["rows"][suite][i]["answer"] == b["rows"][suite][i]["answer"] for i in ids)
         diffs = [float(b["rows"][suite][i][metric]) - float(a["rows"][suite][i][metric]) for i in ids]
@@ -77,14 +77,11 @@ def main() -> None:
     ap.add_argument("--model", action="append", help="a model source (embedded:..., models:..., a path); repeatable")
     ap.add_argument("--engine", action="append", help="hf, vllm; repeatable (the first is the reference)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--limit", action="append", default=[], help="SUITE=N: items of a suite (default: ifeval_heldout=48, ifbench=16, mbpp=16)")
+    ap.add_argument("--limit", type=int, default=24, help="items of each suite (the first N)")
     ap.add_argument("--out", default="runs/bench-eval")
     args = ap.parse_args()
-    for item in args.limit:
-        name, _, n = item.partition("=")
-        if name not in SUITES or not n.isdigit() or int(n) < 1:
-            ap.error(f"--limit {item!r}: expected SUITE=N, SUITE one of {', '.join(SUITES)}, N a positive number")
-        SUITES[name] = (SUITES[name][0], int(n))
+    if args.limit < 1:
+        ap.error(f"--limit {args.limit}: expected a positive number of items")
     models = args.model or ["embedded:smollm2-135m-instruct"]
     engines = args.engine or ["hf", "vllm"]
 
@@ -93,12 +90,11 @@ def main() -> None:
 
     results, agree = [], []
     for model in models:
-        runs = [_one(model, e, Path(args.out) / model.replace(":", "_") / e, args.batch_size) for e in engines]
+        runs = [_one(model, e, Path(args.out) / model.replace(":", "_") / e, args.batch_size, args.limit) for e in engines]
         results += runs
         agree += [{"model": model, "engines": f"{r.get('engine')} vs {runs[0]['engine']}", **_agreement(runs[0], r)}
                   for r in runs[1:]]
-    items = ", ".join(f"{s} {n}" for s, (_, n) in SUITES.items())
-    t = Table(title=f"Generation suites end to end ({items} items), batch {args.batch_size}, greedy, float32")
+    t = Table(title=f"Generation suites end to end ({', '.join(SUITES)}: {args.limit} items each), batch {args.batch_size}, greedy, float32")
     for c in ("model", "engine", "wall s", "tokens", "tokens/s", "vs first engine", "limit tokens/s", "share of limit"):
         t.add_column(c, justify="left" if c in ("model", "engine") else "right")
     first = {}

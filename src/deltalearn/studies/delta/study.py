@@ -139,7 +139,7 @@ class DeltaStudy(BaseModel):
         default_factory=AuditStage, description="Judge each dataset's delta before training; null = no audit.")
     eval: EvalStage = Field(default_factory=EvalStage, description="What is scored on the student and on each trained model.")
     plan: PlanSettings | None = Field(
-        default=None, description="The dry run's assumptions (GPU, throughput, token counts); null = this machine's.", json_schema_extra=BOOKKEEPING)
+        default=None, description="The dry run's assumptions (GPU, throughput, token counts); null = measured where it runs.", json_schema_extra=BOOKKEEPING)
     dpo: Stage = Field(default_factory=lambda: Stage(lr=5e-5), description="Training settings of the preference conditions.")
     sft: Stage = Field(default_factory=lambda: Stage(method="sft", lr=2e-5), description="Training settings of the sft conditions.")
     seed: int = Field(default=42, description="Seed of training, audit sampling, evaluation and the bootstrap intervals.")
