@@ -107,6 +107,13 @@ class RunDir:
         byte for byte."""
         return self.data.is_file() and len(rel.parts) > 1 and rel.parts[0] == PAIRS
 
+    @staticmethod
+    def missing_pairs(results: dict, names=None) -> list[str]:
+        """The pairs files that `data.json`'s results (of `names`, default all) name and that are not here:
+        what a restored archive lacks until its data stage runs."""
+        return [r["data"] for n, r in results.items()
+                if (names is None or n in names) and "data" in r and not Path(r["data"]).is_file()]
+
     def audit(self, name: str) -> Path:
         return self.root / "audit" / name
 

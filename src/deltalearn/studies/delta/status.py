@@ -52,7 +52,7 @@ def study_status(cfg) -> dict:
                      "trained": trained, "train_s": _seconds(summary_path(model)),
                      "evaluated": _suites_done(run.eval(c.run_name), suites),
                      "eval_s": _seconds(summary_path(run.eval(c.run_name)), suites)})
-    gone = data is not None and any(not Path(r["data"]).is_file() for r in data["results"].values() if "data" in r)
+    gone = data is not None and bool(RunDir.missing_pairs(data["results"]))
     return {"out_dir": str(run.root), "data": data is not None, "pairs_gone": gone, "suites": len(suites), "rows": rows,
             "report": run.report.is_file() and run.results.is_file() and not run.read_results().get("missing")}
 

@@ -411,7 +411,7 @@ def _need_pairs(conditions: list[Condition], results: dict) -> None:
     how to get them back before any work."""
     from ...errors import DeltaError
 
-    gone = [results[c.name]["data"] for c in conditions if not Path(results[c.name]["data"]).is_file()]
+    gone = RunDir.missing_pairs(results, {c.name for c in conditions})
     if gone:
         raise DeltaError(f"{gone[0]}: not here (an archive leaves a study's pairs out); rebuild them from the "
                          "answers with the data stage first (deltalearn run RECIPE --stage data)")
